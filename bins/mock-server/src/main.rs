@@ -1,0 +1,85 @@
+//! GPU-free streaming server for frontend work: the real server with a moving-gradient
+//! generator. `cargo run -p mock-server`, then open http://127.0.0.1:8000/.
+
+use anyhow::Context;
+use clap::Parser;
+use fv_server::config::ServeConfig;
+use fv_server::{Server, ServerOptions};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "fv-stream mock server: /v1/stream without a GPU")]
+struct Args {
+    /// Address to listen on [default: 127.0.0.1, or server.host from --config]
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 8000, or server.port from --config]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Serve YAML (FastVideo's schema); without it the mock defaults apply
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Simulated generation time per segment, spread over the denoising steps
+    #[arg(long, default_value_t = 0)]
+    sleep_ms: u64,
+    /// Print the effective configuration and exit
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mock-server: {e:#}");
+            // 64 = EX_USAGE: the configuration was refused before anything was bound.
+            let config_error = e.downcast_ref::<fv_server::config::ConfigError>().is_some()
+                || matches!(
+                    e.downcast_ref::<fv_server::ServerError>(),
+                    Some(fv_server::ServerError::Config(_) | fv_server::ServerError::Limits(_))
+                );
+            std::process::ExitCode::from(if config_error { 64 } else { 1 })
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let loaded = ServeConfig::load(path)?;
+            for key in &loaded.ignored {
+                tracing::info!(key, "config key accepted but not used by the mock server");
+            }
+            loaded.config
+        }
+        None => ServeConfig::mock_defaults(),
+    };
+    if let Some(host) = args.host {
+        config.server.host = host;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    config.validate()?;
+    if args.check_config {
+        print!("{}", config.to_yaml_string());
+        return Ok(());
+    }
+    let deps = fv_server::mock_deps(&config, Duration::from_millis(args.sleep_ms))
+        .context("starting the worker pool")?;
+    let options = ServerOptions { web_ui: true };
+    let server = Server::bind(config, deps, options).await?;
+    let addr = server.local_addr()?;
+    tracing::info!("mock server listening on http://{addr}/ (WebSocket /v1/stream)");
+    println!("listening on http://{addr}/");
+    server.serve(fv_server::shutdown_signal()).await?;
+    Ok(())
+}

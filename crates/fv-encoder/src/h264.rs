@@ -1,0 +1,165 @@
+//! The openh264 side: RGB24 -> I420 -> H.264 access unit, split into NAL units.
+
+use crate::{EncodeError, EncoderConfig};
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, FrameRate, IntraFramePeriod, Profile, RateControlMode, UsageType,
+};
+use openh264::formats::{RgbSliceU8, YUVBuffer};
+use openh264::{OpenH264API, Timestamp};
+
+/// NAL unit types we treat specially (ITU-T H.264 table 7-1).
+pub(crate) const NAL_IDR: u8 = 5;
+pub(crate) const NAL_SPS: u8 = 7;
+pub(crate) const NAL_PPS: u8 = 8;
+
+/// One encoded frame: its slice/SEI NAL units already in MP4 form (4-byte big-endian length
+/// prefix each), plus the parameter sets the encoder put in front of it, if any.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedFrame {
+    pub sample: Vec<u8>,
+    pub is_idr: bool,
+    pub sps: Option<Vec<u8>>,
+    pub pps: Option<Vec<u8>>,
+}
+
+/// An openh264 encoder plus the reusable I420 buffer it reads from.
+pub(crate) struct H264Encoder {
+    encoder: Encoder,
+    yuv: YUVBuffer,
+    width: u32,
+    height: u32,
+    fps: u32,
+    /// Frames encoded over the encoder's whole life; feeds the (monotonic) encoder timestamps.
+    frames_encoded: u64,
+}
+
+impl std::fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H264Encoder")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("frames_encoded", &self.frames_encoded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl H264Encoder {
+    /// `config` must already be validated (even sizes: `YUVBuffer` asserts on odd ones).
+    pub fn new(config: &EncoderConfig) -> Result<Self, EncodeError> {
+        let cfg = openh264::encoder::EncoderConfig::new()
+            .bitrate(BitRate::from_bps(config.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(config.fps as f32))
+            .rate_control_mode(RateControlMode::Bitrate)
+            // A skipped frame would leave a hole in the sample timeline.
+            .skip_frames(false)
+            .usage_type(UsageType::CameraVideoRealTime)
+            .complexity(Complexity::Low)
+            .profile(Profile::Baseline)
+            // IDRs are forced by the segmenter (segment start, idr_interval), so the encoder's
+            // own period counter cannot drift out of step with segment boundaries.
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+            // Single-slice mode: more threads buy nothing, one encoder per session instead.
+            .num_threads(1);
+        let encoder = Encoder::with_api_config(OpenH264API::from_source(), cfg)
+            .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        Ok(Self {
+            encoder,
+            yuv: YUVBuffer::new(config.width as usize, config.height as usize),
+            width: config.width,
+            height: config.height,
+            fps: config.fps,
+            frames_encoded: 0,
+        })
+    }
+
+    /// Makes the next encoded frame an IDR.
+    pub fn force_idr(&mut self) {
+        self.encoder.force_intra_frame();
+    }
+
+    /// Encodes one RGB24 frame of exactly the configured size.
+    pub fn encode(&mut self, frame: &fv_core::Frame) -> Result<EncodedFrame, EncodeError> {
+        if frame.width() != self.width || frame.height() != self.height {
+            return Err(EncodeError::FrameSize {
+                expected_width: self.width,
+                expected_height: self.height,
+                width: frame.width(),
+                height: frame.height(),
+            });
+        }
+        let dims = (self.width as usize, self.height as usize);
+        // Size checked above and `Frame` guarantees len == w*h*3, so the crate's asserts hold.
+        self.yuv.read_rgb8(RgbSliceU8::new(frame.rgb(), dims));
+        let millis = self.frames_encoded * 1000 / u64::from(self.fps);
+        let bitstream = self
+            .encoder
+            .encode_at(&self.yuv, Timestamp::from_millis(millis))
+            .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        self.frames_encoded += 1;
+
+        let mut out = EncodedFrame::default();
+        let mut vcl_nals = 0usize;
+        for l in 0..bitstream.num_layers() {
+            let Some(layer) = bitstream.layer(l) else {
+                continue;
+            };
+            for n in 0..layer.nal_count() {
+                let Some(nal) = layer.nal_unit(n) else {
+                    continue;
+                };
+                let body = strip_start_code(nal);
+                let Some(&header) = body.first() else {
+                    continue;
+                };
+                match header & 0x1f {
+                    NAL_SPS => out.sps = Some(body.to_vec()),
+                    NAL_PPS => out.pps = Some(body.to_vec()),
+                    nal_type => {
+                        if (1..=5).contains(&nal_type) {
+                            vcl_nals += 1;
+                        }
+                        out.is_idr |= nal_type == NAL_IDR;
+                        let len = u32::try_from(body.len()).map_err(|_| {
+                            EncodeError::Bitstream(format!("NAL unit of {} bytes", body.len()))
+                        })?;
+                        out.sample.extend_from_slice(&len.to_be_bytes());
+                        out.sample.extend_from_slice(body);
+                    }
+                }
+            }
+        }
+        if vcl_nals == 0 {
+            // Only possible if openh264 skipped the frame despite skip_frames(false).
+            return Err(EncodeError::Bitstream(format!(
+                "openh264 produced no picture for frame {} ({:?})",
+                self.frames_encoded - 1,
+                bitstream.frame_type()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Removes a leading Annex-B start code (`00 00 01` or `00 00 00 01`), if any.
+pub(crate) fn strip_start_code(nal: &[u8]) -> &[u8] {
+    if let Some(rest) = nal.strip_prefix(&[0, 0, 0, 1]) {
+        rest
+    } else if let Some(rest) = nal.strip_prefix(&[0, 0, 1]) {
+        rest
+    } else {
+        nal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_start_code;
+
+    #[test]
+    fn strips_both_start_code_forms() {
+        assert_eq!(strip_start_code(&[0, 0, 0, 1, 0x67, 1]), &[0x67, 1]);
+        assert_eq!(strip_start_code(&[0, 0, 1, 0x68]), &[0x68]);
+        assert_eq!(strip_start_code(&[0x65, 0, 0, 1]), &[0x65, 0, 0, 1]);
+        assert_eq!(strip_start_code(&[]), &[] as &[u8]);
+    }
+}

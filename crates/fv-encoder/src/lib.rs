@@ -1,0 +1,171 @@
+//! H.264 encoding and fragmented-MP4 muxing for the stream server.
+//!
+//! RGB24 [`fv_core::Frame`]s go in; out come [`Chunk`]s ready to send as WebSocket binary
+//! frames: per segment one init chunk (`ftyp`+`moov`) and then `moof`+`mdat` fragments of
+//! [`EncoderConfig::fragment_frames`] frames each. Every chunk is box-aligned, so a client can
+//! `appendBuffer` each one as it arrives.
+//!
+//! * Encoder: openh264 built from source (BSD-2), Constrained Baseline, `Complexity::Low`, one
+//!   thread, bitrate rate control that never skips frames, IDRs at segment start and every
+//!   [`EncoderConfig::idr_interval`] frames.
+//! * Muxer: our own writer on mp4-atom boxes ([`StreamEncoder`] docs list the layout).
+//! * The MSE mime comes from the real SPS ([`codec_string`]), e.g.
+//!   `video/mp4; codecs="avc1.42c01f"`.
+//! * **No audio.** A generator's [`fv_core::AudioTrack`] is not muxed; the init has one video
+//!   track and the mime never lists `mp4a` (Chromium rejects a codecs list naming a track the
+//!   init does not have).
+//!
+//! ```
+//! use fv_encoder::{ChunkKind, EncoderConfig, StreamEncoder};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut encoder = StreamEncoder::new(EncoderConfig::new(64, 64, 24))?;
+//! let mut segment = encoder.begin_segment();
+//! let frame = fv_core::Frame::from_rgb(64, 64, vec![128; 64 * 64 * 3])?;
+//! let chunks = segment.push(&frame)?;
+//! assert_eq!(chunks[0].kind, ChunkKind::Init);
+//! assert_eq!(segment.mime().as_deref(), Some("video/mp4; codecs=\"avc1.42c015\""));
+//! let last = segment.finish()?;
+//! assert_eq!((last[0].kind, last[0].frames), (ChunkKind::Fragment, 1));
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod h264;
+pub mod inspect;
+mod mux;
+mod stream;
+pub mod testing;
+
+pub use config::{
+    BITRATE_RANGE, DEFAULT_BITRATE_BPS, DEFAULT_FRAGMENT_FRAMES, EncoderConfig, FPS_RANGE,
+    FRAGMENT_FRAMES_RANGE, MAX_IDR_INTERVAL, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_DIMENSION,
+};
+pub use stream::{SegmentEncoder, StreamEncoder};
+
+use bytes::Bytes;
+
+/// What a [`Chunk`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChunkKind {
+    /// `ftyp` + `moov`: the first chunk of every segment.
+    Init,
+    /// `moof` + `mdat`: [`Chunk::frames`] coded frames.
+    Fragment,
+}
+
+/// A box-aligned piece of a segment's fMP4 byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub kind: ChunkKind,
+    /// The bytes to send; cheap to clone.
+    pub data: Bytes,
+    /// Frames in this chunk: 0 for [`ChunkKind::Init`].
+    pub frames: u32,
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Width or height is odd; H.264 4:2:0 needs even sizes and this encoder neither pads nor crops.
+    #[error("frame size {width}x{height} is odd; width and height must both be even")]
+    OddDimensions { width: u32, height: u32 },
+    /// Width or height outside 16..=3840 (long side) / 16..=2160 (short side).
+    #[error(
+        "frame size {width}x{height} is out of range: each side must be at least {MIN_DIMENSION}, \
+         the long side at most {MAX_LONG_SIDE} and the short side at most {MAX_SHORT_SIDE}"
+    )]
+    DimensionsOutOfRange { width: u32, height: u32 },
+    /// Another config field is out of its range; the message names it.
+    #[error("invalid encoder config: {0}")]
+    InvalidConfig(String),
+    /// A pushed frame does not have the configured size.
+    #[error(
+        "frame is {width}x{height}, the encoder is configured for {expected_width}x{expected_height}"
+    )]
+    FrameSize {
+        expected_width: u32,
+        expected_height: u32,
+        width: u32,
+        height: u32,
+    },
+    /// `push` or `finish_segment` without an open segment.
+    #[error("no segment is open; call start_segment first")]
+    NoSegment,
+    /// An SPS passed to [`codec_string`] is malformed.
+    #[error("invalid SPS: {0}")]
+    InvalidSps(String),
+    /// openh264 reported an error.
+    #[error("openh264: {0}")]
+    Encoder(String),
+    /// openh264 produced a bitstream we cannot mux.
+    #[error("unexpected H.264 bitstream: {0}")]
+    Bitstream(String),
+    /// Writing MP4 boxes failed.
+    #[error("mp4 mux: {0}")]
+    Mux(String),
+    /// [`inspect`] found a box whose size does not fit its parent.
+    #[error("malformed MP4 box: {0}")]
+    MalformedBox(String),
+}
+
+/// The RFC 6381 codec string of an H.264 SPS NAL unit (no start code, first byte the NAL
+/// header): `avc1.` + lowercase hex of `profile_idc`, the constraint-flags byte and
+/// `level_idc`, e.g. `avc1.42c01f` (Constrained Baseline, level 3.1).
+pub fn codec_string(sps: &[u8]) -> Result<String, EncodeError> {
+    let [header, profile, constraints, level, ..] = *sps else {
+        return Err(EncodeError::InvalidSps(format!(
+            "{} bytes, need at least 4",
+            sps.len()
+        )));
+    };
+    if header & 0x1f != h264::NAL_SPS {
+        return Err(EncodeError::InvalidSps(format!(
+            "NAL type {} is not an SPS (7); pass the NAL unit without its start code",
+            header & 0x1f
+        )));
+    }
+    if header & 0x80 != 0 {
+        return Err(EncodeError::InvalidSps("forbidden_zero_bit is set".into()));
+    }
+    Ok(format!("avc1.{profile:02x}{constraints:02x}{level:02x}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_string_reads_profile_constraints_level() {
+        assert_eq!(
+            codec_string(&[0x67, 0x42, 0xc0, 0x1f, 0xda]).as_deref(),
+            Ok("avc1.42c01f")
+        );
+        assert_eq!(
+            codec_string(&[0x27, 0x64, 0x00, 0x28]).as_deref(),
+            Ok("avc1.640028")
+        );
+        assert!(matches!(
+            codec_string(&[0x67, 0x42]),
+            Err(EncodeError::InvalidSps(_))
+        ));
+        assert!(matches!(
+            codec_string(&[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f]),
+            Err(EncodeError::InvalidSps(m)) if m.contains("start code")
+        ));
+        assert!(matches!(
+            codec_string(&[0x68, 0xce, 0x3c, 0x80]),
+            Err(EncodeError::InvalidSps(_))
+        ));
+        assert!(matches!(
+            codec_string(&[0xe7, 0x42, 0xc0, 0x1f]),
+            Err(EncodeError::InvalidSps(_))
+        ));
+    }
+
+    #[test]
+    fn stream_encoder_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<StreamEncoder>();
+        assert_send::<Chunk>();
+    }
+}

@@ -1,0 +1,146 @@
+//! GPU worker pool: a FIFO queue of sessions in front of a fixed set of workers, each worker
+//! owning one [`fv_core::Generator`] on its own OS thread.
+//!
+//! The flow for one session:
+//!
+//! 1. [`GpuPool::acquire`] waits (FIFO, bounded, with a timeout) for a free worker and streams
+//!    [`QueuePosition`] updates while it waits.
+//! 2. The returned [`Lease`] binds the session to that worker for as long as it is held, across
+//!    segments. [`Lease::run`] starts one segment and returns a [`RunHandle`] that yields
+//!    [`RunEvent`]s: a `Step` per denoising step, `Frames` batches as they are decoded, then one
+//!    `Done`.
+//! 3. Dropping the `RunHandle` or the `Lease` cancels the run; the generator stops at its next
+//!    step. The worker serves the next waiter only once the lease is gone *and* the generator
+//!    has returned, so two sessions never share a device.
+//!
+//! GPU work never runs on tokio threads: each worker is a plain OS thread looping on a command
+//! channel. A generator panic is caught and reported as a failed run; the worker stays in
+//! service (see [`InProcessPool`]).
+
+mod error;
+mod inprocess;
+mod lease;
+mod state;
+mod worker;
+
+pub use error::PoolError;
+pub use inprocess::InProcessPool;
+pub use lease::{Lease, RunHandle};
+
+use fv_core::{Frame, GenerateError, GenerationRequest, GenerationResult};
+use std::time::Duration;
+
+/// Settings of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// How long [`GpuPool::acquire`] waits in the queue before failing with
+    /// [`PoolError::AcquireTimeout`]. Default 300 s.
+    pub acquire_timeout: Duration,
+    /// Most sessions allowed to wait at once; one more fails fast with
+    /// [`PoolError::QueueFull`]. `0` means nobody may wait. Default 64.
+    pub max_queue: usize,
+    /// Capacity of each run's event channel (at least 1). A generator blocks when its consumer
+    /// falls this many events behind. Default 64.
+    pub event_buffer: usize,
+    /// A request every worker runs once at start-up before it serves sessions. A worker whose
+    /// warm-up fails (error or panic) is excluded from service.
+    pub warmup: Option<GenerationRequest>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Duration::from_secs(300),
+            max_queue: 64,
+            event_buffer: 64,
+            warmup: None,
+        }
+    }
+}
+
+/// Where a session stands in the queue.
+///
+/// `position == 0`: a worker is yours now, and `queue_depth` is how many sessions are still
+/// waiting behind. `position == N > 0`: you are waiting with `N - 1` sessions ahead of you, and
+/// `queue_depth` sessions wait in all (you included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePosition {
+    pub position: usize,
+    pub queue_depth: usize,
+}
+
+/// One event of a running segment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Denoising step `step` (1-based) of `total` finished.
+    Step { step: u32, total: u32 },
+    /// Decoded frames, in order. Every frame of a segment arrives this way.
+    Frames(Vec<Frame>),
+    /// The run is over; always the last event. On success `GenerationResult::frames` is empty
+    /// (the pool forwards any frames the generator returned as a final `Frames` event first).
+    Done(Result<GenerationResult, GenerateError>),
+}
+
+/// A snapshot of the pool for `/status` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub total_workers: usize,
+    /// Workers that would be handed to the next `acquire` immediately.
+    pub available_workers: usize,
+    /// Sessions waiting in the queue.
+    pub queue_depth: usize,
+    /// Whether the pool was configured with a warm-up request.
+    pub warmup_enabled: bool,
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One worker in a [`PoolStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStatus {
+    pub id: u32,
+    /// In service: thread alive and warm-up passed (or none configured).
+    pub ready: bool,
+    /// Bound to a session (a lease is held).
+    pub busy: bool,
+    /// A generator call is in progress (may briefly outlive the lease while a cancelled run
+    /// reaches its next step).
+    pub running: bool,
+    /// The session holding the lease.
+    pub session_id: Option<String>,
+    /// [`fv_core::Generator::name`].
+    pub generator: String,
+    /// `None` while warm-up is pending or when none is configured.
+    pub warmup_ok: Option<bool>,
+    pub warmup_error: Option<String>,
+    /// Runs that finished successfully.
+    pub segments_run: u64,
+    /// The worker thread is running. `false` after shutdown (or if the thread died).
+    pub alive: bool,
+}
+
+/// A pool of workers that sessions queue for.
+#[async_trait::async_trait]
+pub trait GpuPool: Send + Sync + 'static {
+    /// Waits, first come first served, for a free worker and binds it to `session_id`.
+    ///
+    /// Sends a [`QueuePosition`] on `updates` at once and again whenever this waiter's position
+    /// or the queue depth changes; the last one sent has `position == 0` when a worker is
+    /// granted. Dropping the future leaves the queue (cancel-safe: a worker granted in the same
+    /// instant is returned to the pool, never leaked).
+    ///
+    /// Errors: [`PoolError::AcquireTimeout`] after `acquire_timeout`,
+    /// [`PoolError::QueueFull`] when `max_queue` sessions already wait, [`PoolError::Closed`]
+    /// after shutdown, [`PoolError::NoWorkers`] when no worker can ever serve.
+    async fn acquire(
+        &self,
+        session_id: &str,
+        updates: tokio::sync::mpsc::UnboundedSender<QueuePosition>,
+    ) -> Result<Lease, PoolError>;
+
+    /// A snapshot of workers and queue.
+    fn status(&self) -> PoolStatus;
+
+    /// `true` once every worker finished warm-up and at least one is in service. Workers that
+    /// failed warm-up are excluded from service and not counted as ready.
+    fn is_ready(&self) -> bool;
+}

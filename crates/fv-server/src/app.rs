@@ -1,0 +1,200 @@
+//! Application wiring: shared state, routes, binding, graceful shutdown.
+
+use crate::config::ServeConfig;
+use crate::http;
+use axum::Router;
+use axum::routing::get;
+use fv_pool::GpuPool;
+use fv_session::{SessionLimits, SessionLogger, SessionManager};
+use fv_store::{BlobStore, SessionStore};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the server runs on: the worker pool and the stores. Built by the binary (or a test).
+#[derive(Clone)]
+pub struct ServerDeps {
+    pub pool: Arc<dyn GpuPool>,
+    pub store: Arc<dyn SessionStore>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for ServerDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerDeps").finish_non_exhaustive()
+    }
+}
+
+/// Server-level switches that are not part of the serve YAML.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Serve the browser player page at `/` (the mock server turns this on).
+    pub web_ui: bool,
+}
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid session limits: {0}")]
+    Limits(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the worker pool: {0}")]
+    Pool(#[from] fv_pool::PoolError),
+    #[error("cannot create the stores: {0}")]
+    Store(#[from] fv_store::StoreError),
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) struct AppState {
+    pub config: Arc<ServeConfig>,
+    pub deps: ServerDeps,
+    pub options: ServerOptions,
+    pub sessions: Arc<SessionManager>,
+    pub logger: SessionLogger,
+    /// Fired when draining starts: no new sessions, no new segments.
+    pub draining: CancellationToken,
+    /// Fired when the grace period is over: every session closes now.
+    pub hard_stop: CancellationToken,
+    pub tracker: TaskTracker,
+    pub shutting_down: AtomicBool,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// A bound, not yet serving, server. `local_addr` is known before `serve` (tests bind port 0).
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates the config, then binds `server.host:server.port` (nothing is bound when the
+    /// config is invalid).
+    pub async fn bind(
+        config: ServeConfig,
+        deps: ServerDeps,
+        options: ServerOptions,
+    ) -> Result<Self, ServerError> {
+        config.validate()?;
+        let s = &config.streaming;
+        let limits = SessionLimits {
+            max_sessions: s.max_sessions,
+            segment_cap: s.generation_segment_cap,
+            idle_timeout: Duration::from_secs(s.session_timeout_seconds),
+            init_timeout: Duration::from_secs(s.init_timeout_seconds),
+        };
+        let sessions =
+            SessionManager::new(limits).map_err(|e| ServerError::Limits(e.to_string()))?;
+        let reaper = sessions.spawn_reaper(Duration::from_millis(s.reaper_interval_ms));
+        let logger = SessionLogger::new(s.session_log_dir.as_ref().map(Into::into));
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        // Make sure the recorder exists before the first session records anything.
+        let _ = crate::metrics::handle();
+        let state = Arc::new(AppState {
+            config: Arc::new(config),
+            deps,
+            options,
+            sessions,
+            logger,
+            draining: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        Ok(Self {
+            listener,
+            state,
+            reaper,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` turns 503, new sessions are
+    /// refused, in-flight segments get `streaming.shutdown_grace_seconds` to finish, and every
+    /// session is closed with 1001.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            state,
+            reaper,
+        } = self;
+        let app = router(state.clone());
+        let grace = Duration::from_secs(state.config.streaming.shutdown_grace_seconds);
+        let stop_http = CancellationToken::new();
+        let drain_state = state.clone();
+        let stop_http_trigger = stop_http.clone();
+        let drainer = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!(?grace, "shutdown requested: draining sessions");
+            drain_state.shutting_down.store(true, Ordering::Release);
+            drain_state.draining.cancel();
+            drain_state.tracker.close();
+            if tokio::time::timeout(grace, drain_state.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("grace period over: closing remaining sessions");
+                drain_state.hard_stop.cancel();
+                drain_state.tracker.wait().await;
+            }
+            stop_http_trigger.cancel();
+        });
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop_http.cancelled().await })
+        .await;
+        drainer.abort();
+        reaper.abort();
+        served?;
+        Ok(())
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let mut app = Router::new()
+        .route("/v1/stream", get(crate::driver::upgrade))
+        .route("/health", get(http::health))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/status", get(http::status))
+        .route("/metrics", get(http::metrics));
+    if state.options.web_ui {
+        app = app.route("/", get(http::player));
+    }
+    app.with_state(state)
+}

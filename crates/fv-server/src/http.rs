@@ -1,0 +1,143 @@
+//! Plain HTTP endpoints: health, readiness, status, metrics and the player page.
+
+use crate::app::AppState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const SERVICE: &str = "ltx2-streaming-backend";
+const PLAYER_HTML: &str = include_str!("../assets/player.html");
+
+pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "sessions": state.sessions.active_count(),
+        "stream_mode": state.config.streaming.stream_mode.as_str(),
+    }))
+}
+
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok", "service": SERVICE, "ts": crate::time::now_iso8601()}))
+}
+
+/// Same body as upstream, but the HTTP status tells the truth: 503 while warming or draining.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let pool = state.deps.pool.status();
+    let ready_workers = pool
+        .workers
+        .iter()
+        .filter(|w| w.ready && w.warmup_ok != Some(false))
+        .count();
+    let failed = pool
+        .workers
+        .iter()
+        .filter(|w| w.warmup_ok == Some(false))
+        .count();
+    let succeeded = pool
+        .workers
+        .iter()
+        .filter(|w| w.warmup_ok == Some(true))
+        .count();
+    let status = if state.is_draining() {
+        "draining"
+    } else if state.deps.pool.is_ready() && ready_workers > 0 {
+        "ready"
+    } else {
+        "warming"
+    };
+    let body = json!({
+        "status": status,
+        "service": SERVICE,
+        "ready_gpu_workers": ready_workers,
+        "total_gpus": pool.total_workers,
+        "available_gpus": pool.available_workers,
+        "warmup_successful_gpus": succeeded,
+        "warmup_failed_gpus": failed,
+        "queue_size": pool.queue_depth,
+        "ts": crate::time::now_iso8601(),
+    });
+    let code = if status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let pool = state.deps.pool.status();
+    let mut gpu_status = serde_json::Map::new();
+    for w in &pool.workers {
+        gpu_status.insert(
+            w.id.to_string(),
+            json!({
+                "ready": w.ready,
+                "available": w.ready && !w.busy && w.warmup_ok != Some(false),
+                "client_count": u32::from(w.busy),
+                "running": w.running,
+                "session_id": w.session_id,
+                "current_model_id": Value::Null,
+                "generator": w.generator,
+                "process_alive": true,
+                "warmup_enabled": w.warmup_ok.is_some(),
+                "warmup_success": w.warmup_ok.unwrap_or(true),
+                "warmup_error": w.warmup_error,
+                "warmup_timings": {},
+                "segments_run": w.segments_run,
+            }),
+        );
+    }
+    let sessions: Vec<Value> = state
+        .sessions
+        .snapshot()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "state": s.state.as_str(),
+                "segment_idx": s.segment_idx,
+                "age_seconds": s.age.as_secs_f64(),
+                "idle_seconds": s.idle_for.as_secs_f64(),
+                "busy": s.busy,
+            })
+        })
+        .collect();
+    let s = &state.config.streaming;
+    Json(json!({
+        "total_gpus": pool.total_workers,
+        "available_gpus": pool.available_workers,
+        "queue_size": pool.queue_depth,
+        "warmup_enabled": s.warmup.enabled,
+        "warmup_successful_gpus": pool.workers.iter().filter(|w| w.warmup_ok == Some(true)).count(),
+        "warmup_failed_gpus": pool.workers.iter().filter(|w| w.warmup_ok == Some(false)).count(),
+        "gpu_status": gpu_status,
+        "active_sessions": state.sessions.active_count(),
+        "max_sessions": s.max_sessions,
+        "max_queue": s.max_queue,
+        "draining": state.is_draining(),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "sessions": sessions,
+    }))
+}
+
+pub(crate) async fn metrics() -> Response {
+    match crate::metrics::handle() {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are exported by the embedding application's recorder",
+        )
+            .into_response(),
+    }
+}
+
+pub(crate) async fn player() -> Html<&'static str> {
+    Html(PLAYER_HTML)
+}

@@ -1,0 +1,129 @@
+//! The streaming server as a library: axum routes, the per-session driver, serve config.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let config = fv_server::config::ServeConfig::mock_defaults();
+//! let deps = fv_server::mock_deps(&config, std::time::Duration::ZERO)?;
+//! let server = fv_server::Server::bind(config, deps, fv_server::ServerOptions::default()).await?;
+//! println!("listening on {}", server.local_addr()?);
+//! server.serve(fv_server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+
+mod app;
+pub mod config;
+mod driver;
+mod error;
+mod http;
+pub mod metrics;
+mod segment;
+mod time;
+
+pub use app::{Server, ServerDeps, ServerError, ServerOptions};
+pub use driver::MAX_PENDING_SEGMENTS;
+pub use error::{Failure, WireError};
+
+use config::ServeConfig;
+use fv_core::{Generator, MockGenerator, MockGeneratorConfig};
+use fv_pool::{InProcessPool, PoolConfig};
+use fv_store::{MemoryBlobConfig, MemoryBlobStore, MemorySessionStore, MemoryStoreConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the in-process pool and memory stores a config asks for, around `generators`
+/// (one per worker).
+pub fn deps_with_generators(
+    config: &ServeConfig,
+    generators: Vec<Box<dyn Generator>>,
+) -> Result<ServerDeps, ServerError> {
+    let s = &config.streaming;
+    let warmup = s.warmup.enabled.then(|| warmup_request(config));
+    let pool = InProcessPool::new(
+        generators,
+        PoolConfig {
+            acquire_timeout: Duration::from_secs(s.acquire_timeout_seconds),
+            max_queue: s.max_queue,
+            warmup,
+            ..PoolConfig::default()
+        },
+    )?;
+    let store = MemorySessionStore::new(MemoryStoreConfig {
+        capacity: s.store.capacity,
+        ttl: Duration::from_secs(s.store.ttl_seconds),
+    })?;
+    let blobs = MemoryBlobStore::new(MemoryBlobConfig {
+        max_total_bytes: s.store.blob_max_total_bytes,
+        max_blob_bytes: s.store.blob_max_bytes,
+        ttl: Duration::from_secs(s.store.ttl_seconds),
+        ..MemoryBlobConfig::default()
+    })?;
+    Ok(ServerDeps {
+        pool,
+        store: Arc::new(store),
+        blobs: Arc::new(blobs),
+    })
+}
+
+/// Dependencies for a GPU-free server: `streaming.pool.num_workers` mock generators, each
+/// taking `segment_time` per segment.
+pub fn mock_deps(config: &ServeConfig, segment_time: Duration) -> Result<ServerDeps, ServerError> {
+    let workers = config.streaming.pool.num_workers.unwrap_or(1).max(1);
+    let generators = (0..workers)
+        .map(|_| {
+            Box::new(MockGenerator::new(MockGeneratorConfig {
+                segment_time,
+                frame_batch: config.streaming.fragment_frames as usize,
+            })) as Box<dyn Generator>
+        })
+        .collect();
+    deps_with_generators(config, generators)
+}
+
+/// The request each worker runs once before it is reported ready.
+fn warmup_request(config: &ServeConfig) -> fv_core::GenerationRequest {
+    let sampling = &config.default_request.sampling;
+    fv_core::GenerationRequest {
+        session_id: "warmup".into(),
+        segment_idx: 0,
+        prompt: config.streaming.warmup.prompt.clone(),
+        negative_prompt: config.default_request.negative_prompt.clone(),
+        seed: sampling.seed,
+        num_inference_steps: sampling.num_inference_steps,
+        guidance_scale: sampling.guidance_scale,
+        width: sampling.width,
+        height: sampling.height,
+        num_frames: sampling.num_frames,
+        fps: sampling.fps,
+        image_path: None,
+        state: None,
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,260 @@
+//! One segment: worker events in, protocol messages and fMP4 out.
+//!
+//! Frames are encoded as soon as the generator hands them over, and each fragment is sent as
+//! soon as it is muxed, so the first media bytes leave before the segment is fully encoded.
+
+use crate::config::ServeConfig;
+use crate::driver::Outbox;
+use crate::error::Failure;
+use fv_core::{ContinuationState, Frame};
+use fv_encoder::{Chunk, ChunkKind, EncoderConfig, StreamEncoder};
+use fv_pool::{RunEvent, RunHandle};
+use fv_protocol::{MediaMode, ServerMessage};
+use std::time::Instant;
+
+/// Encoder settings for every segment of a server.
+pub(crate) fn encoder_config(config: &ServeConfig) -> EncoderConfig {
+    let sampling = &config.default_request.sampling;
+    EncoderConfig {
+        fragment_frames: config.streaming.fragment_frames,
+        bitrate_bps: config.streaming.video_bitrate_bps,
+        ..EncoderConfig::new(sampling.width, sampling.height, sampling.fps)
+    }
+}
+
+pub(crate) struct SegmentPlan {
+    pub segment_idx: u32,
+    pub prompt: String,
+    pub total_steps: u32,
+    pub fps: u32,
+    pub pts_base_ms: f64,
+    /// When the `segment_prompt_source` arrived.
+    pub received: Instant,
+}
+
+pub(crate) struct SegmentJob {
+    pub plan: SegmentPlan,
+    pub run: RunHandle,
+    pub encoder: StreamEncoder,
+    pub out: Outbox,
+}
+
+/// What a finished segment reports back to the driver.
+#[derive(Debug)]
+pub(crate) struct SegmentDone {
+    pub segment_idx: u32,
+    pub prompt: String,
+    pub frames: u32,
+    pub chunks: u32,
+    pub bytes: u64,
+    pub duration_ms: f64,
+    pub generation_ms: f64,
+    pub encode_ms: f64,
+    pub first_media_ms: Option<f64>,
+    pub e2e_ms: f64,
+    pub state: Option<ContinuationState>,
+}
+
+pub(crate) struct SegmentOutcome {
+    /// Handed back for the next segment; `None` when it was lost to a failure.
+    pub encoder: Option<StreamEncoder>,
+    pub result: Result<SegmentDone, Failure>,
+}
+
+/// Per-segment media bookkeeping.
+struct Media {
+    out: Outbox,
+    segment_idx: u32,
+    stream_id: String,
+    encoder: Option<StreamEncoder>,
+    frames: u32,
+    binaries: u32,
+    bytes: u64,
+    encode_ms: f64,
+    first_media_ms: Option<f64>,
+    received: Instant,
+}
+
+impl Media {
+    /// Encodes a batch on a blocking thread and sends what it produced.
+    async fn encode(&mut self, frames: Vec<Frame>, finish: bool) -> Result<(), Failure> {
+        let mut encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| Failure::Internal("encoder lost".into()))?;
+        let started = Instant::now();
+        let (encoder, chunks) = tokio::task::spawn_blocking(move || {
+            let mut chunks = Vec::new();
+            let mut result = Ok(());
+            for frame in &frames {
+                match encoder.push(frame) {
+                    Ok(c) => chunks.extend(c),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if finish && result.is_ok() {
+                match encoder.finish_segment() {
+                    Ok(c) => chunks.extend(c),
+                    Err(e) => result = Err(e),
+                }
+            }
+            (encoder, result.map(|()| chunks))
+        })
+        .await
+        .map_err(|e| Failure::Internal(format!("encoder task failed: {e}")))?;
+        self.encode_ms += started.elapsed().as_secs_f64() * 1000.0;
+        let mime = encoder.mime();
+        self.encoder = Some(encoder);
+        for chunk in chunks? {
+            self.send(chunk, mime.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, chunk: Chunk, mime: Option<&str>) -> Result<(), Failure> {
+        if chunk.kind == ChunkKind::Init {
+            let mime = mime
+                .ok_or_else(|| Failure::Internal("init segment without a codec string".into()))?
+                .to_string();
+            let msg = ServerMessage::MediaInit(fv_protocol::MediaInit {
+                segment_idx: self.segment_idx,
+                mime,
+                stream_id: self.stream_id.clone(),
+                mode: MediaMode::AvFmp4,
+            });
+            self.gone_if(!self.out.json(msg).await)?;
+        } else {
+            self.frames += chunk.frames;
+        }
+        if self.first_media_ms.is_none() {
+            self.first_media_ms = Some(ms_since(self.received));
+        }
+        self.binaries += 1;
+        self.bytes += chunk.data.len() as u64;
+        let sent = self.out.binary(chunk.data).await;
+        self.gone_if(!sent)
+    }
+
+    fn gone_if(&self, gone: bool) -> Result<(), Failure> {
+        if gone {
+            // The client left; the driver notices on its side and ends the session.
+            Err(Failure::Generate(fv_core::GenerateError::Cancelled))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub(crate) async fn run(job: SegmentJob) -> SegmentOutcome {
+    let SegmentJob {
+        plan,
+        mut run,
+        mut encoder,
+        out,
+    } = job;
+    let mut media = Media {
+        out: out.clone(),
+        segment_idx: plan.segment_idx,
+        stream_id: uuid::Uuid::new_v4().simple().to_string(),
+        encoder: None,
+        frames: 0,
+        binaries: 0,
+        bytes: 0,
+        encode_ms: 0.0,
+        first_media_ms: None,
+        received: plan.received,
+    };
+    encoder.start_segment();
+    media.encoder = Some(encoder);
+    let result = drive(&plan, &mut run, &mut media, &out).await;
+    SegmentOutcome {
+        encoder: media.encoder.take(),
+        result,
+    }
+}
+
+async fn drive(
+    plan: &SegmentPlan,
+    run: &mut RunHandle,
+    media: &mut Media,
+    out: &Outbox,
+) -> Result<SegmentDone, Failure> {
+    let idx = plan.segment_idx;
+    let start = ServerMessage::Ltx2SegmentStart(fv_protocol::SegmentStart {
+        segment_idx: idx,
+        prompt: plan.prompt.clone(),
+        total_steps: plan.total_steps,
+    });
+    media.gone_if(!out.json(start).await)?;
+    let gen_started = Instant::now();
+    let generation_ms;
+    let state;
+    loop {
+        let Some(event) = run.next().await else {
+            return Err(Failure::Internal("worker went away mid-segment".into()));
+        };
+        match event {
+            RunEvent::Step { step, total } => {
+                let msg = ServerMessage::StepComplete(fv_protocol::StepComplete {
+                    segment_idx: idx,
+                    step,
+                    total_steps: total,
+                    stage: "denoise".into(),
+                });
+                media.gone_if(!out.json(msg).await)?;
+            }
+            RunEvent::Frames(frames) => media.encode(frames, false).await?,
+            RunEvent::Done(result) => {
+                generation_ms = ms_since(gen_started);
+                let result = result?;
+                state = result.state;
+                let last = result.frames;
+                if media.frames == 0 && last.is_empty() && media.binaries == 0 {
+                    return Err(Failure::NoFrames);
+                }
+                media.encode(last, true).await?;
+                break;
+            }
+        }
+    }
+    if media.frames == 0 {
+        return Err(Failure::NoFrames);
+    }
+    let duration_ms = f64::from(media.frames) * 1000.0 / f64::from(plan.fps.max(1));
+    let complete = ServerMessage::MediaSegmentComplete(fv_protocol::MediaSegmentComplete {
+        segment_idx: idx,
+        stream_id: media.stream_id.clone(),
+        // Upstream counts binaries after the first (init) one; keep that meaning.
+        chunks: media.binaries.saturating_sub(1),
+        duration_ms: Some(duration_ms),
+        pts_base_ms: Some(plan.pts_base_ms),
+    });
+    media.gone_if(!out.json(complete).await)?;
+    let e2e_ms = ms_since(plan.received);
+    let done = ServerMessage::Ltx2SegmentComplete(fv_protocol::SegmentComplete {
+        segment_idx: idx,
+        generation_time_ms: generation_ms,
+        e2e_latency_ms: Some(e2e_ms),
+    });
+    media.gone_if(!out.json(done).await)?;
+    Ok(SegmentDone {
+        segment_idx: idx,
+        prompt: plan.prompt.clone(),
+        frames: media.frames,
+        chunks: media.binaries,
+        bytes: media.bytes,
+        duration_ms,
+        generation_ms,
+        encode_ms: media.encode_ms,
+        first_media_ms: media.first_media_ms,
+        e2e_ms,
+        state,
+    })
+}

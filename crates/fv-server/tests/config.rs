@@ -1,0 +1,901 @@
+//! Serve-config loading: the shipped files, FastVideo's parser rules, every range limit,
+//! error reporting, and the generated reference in docs/config.md.
+#![allow(clippy::unwrap_used)]
+
+use fv_server::config::{
+    ConfigError, LoadedConfig, MAX_CONFIG_BYTES, PromptProvider, ServeConfig, StreamMode,
+    StreamingConfig, reference_markdown,
+};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file under the system temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fv-config-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The problems of an `Invalid` error; panics (failing the test) on anything else.
+fn problems(result: Result<LoadedConfig, ConfigError>) -> Vec<String> {
+    match result {
+        Err(ConfigError::Invalid { problems }) => problems,
+        Err(other) => panic!("expected Invalid, got {other:?}"),
+        Ok(loaded) => panic!("expected Invalid, got a config: {loaded:?}"),
+    }
+}
+
+fn yaml(text: &str) -> Result<LoadedConfig, ConfigError> {
+    ServeConfig::from_yaml_str(text)
+}
+
+fn yaml_ok(text: &str) -> LoadedConfig {
+    yaml(text).unwrap_or_else(|e| panic!("{text}\n=> {e}"))
+}
+
+/// A minimal valid document with one dotted path set (created on the way).
+fn doc_with(path: &str, value: Value) -> Value {
+    let mut doc = json!({"generator": {"model_path": "m"}});
+    set(&mut doc, path, value);
+    doc
+}
+
+fn set(doc: &mut Value, path: &str, value: Value) {
+    let mut node = doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        node = node
+            .as_object_mut()
+            .unwrap()
+            .entry(part.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    node.as_object_mut()
+        .unwrap()
+        .insert(parts[parts.len() - 1].to_string(), value);
+}
+
+fn load_value(doc: &Value) -> Result<LoadedConfig, ConfigError> {
+    ServeConfig::from_json_str(&doc.to_string())
+}
+
+// ----- shipped files -------------------------------------------------------------------
+
+#[test]
+fn every_file_in_configs_loads_and_validates() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo_root().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        let loaded = ServeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        loaded.config.validate().unwrap();
+        assert!(
+            loaded.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            loaded.warnings
+        );
+        // The effective config printout loads back to the same config.
+        let again = yaml_ok(&loaded.config.to_yaml_string());
+        assert_eq!(again.config, loaded.config, "{}", path.display());
+        seen += 1;
+    }
+    assert!(
+        seen >= 3,
+        "configs/ should hold mock, serve and the FastVideo demo"
+    );
+}
+
+#[test]
+fn mock_yaml_is_the_mock_defaults() {
+    let loaded = ServeConfig::load(&repo_root().join("configs/mock.yaml")).unwrap();
+    assert_eq!(loaded.config, ServeConfig::mock_defaults());
+    assert!(loaded.ignored.is_empty(), "{:?}", loaded.ignored);
+    let c = ServeConfig::mock_defaults();
+    assert_eq!(c.generator.model_path, "mock");
+    assert_eq!((c.server.host.as_str(), c.server.port), ("127.0.0.1", 8000));
+    let s = &c.default_request.sampling;
+    assert_eq!(
+        (
+            s.width,
+            s.height,
+            s.num_frames,
+            s.fps,
+            s.num_inference_steps,
+            s.seed,
+            s.guidance_scale
+        ),
+        (256, 256, 24, 24, 1, 1024, 1.0)
+    );
+    assert_eq!(
+        (
+            c.streaming.generation_segment_cap,
+            c.streaming.session_timeout_seconds,
+            c.streaming.max_sessions
+        ),
+        (6, 120, 8)
+    );
+}
+
+#[test]
+fn serve_yaml_sets_only_keys_the_server_uses() {
+    let loaded = ServeConfig::load(&repo_root().join("configs/serve.yaml")).unwrap();
+    assert!(loaded.ignored.is_empty(), "{:?}", loaded.ignored);
+    let st = &loaded.config.streaming;
+    // The initial-image limit is reachable: base64 of 32 MiB fits in one message.
+    assert!(st.max_message_bytes >= st.max_init_image_bytes / 3 * 4 + 4096);
+    assert_eq!(loaded.config.server.port, 8009);
+}
+
+#[test]
+fn fastvideo_demo_loads_with_its_values() {
+    let loaded =
+        ServeConfig::load(&repo_root().join("configs/fastvideo_streaming_demo.yaml")).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.generator.model_path, "FastVideo/LTX2-Distilled-Diffusers");
+    assert_eq!(
+        (
+            c.server.host.as_str(),
+            c.server.port,
+            c.server.output_dir.as_str()
+        ),
+        ("0.0.0.0", 8009, "outputs/")
+    );
+    let s = &c.default_request.sampling;
+    assert_eq!(
+        (
+            s.num_frames,
+            s.height,
+            s.width,
+            s.num_inference_steps,
+            s.fps
+        ),
+        (121, 1088, 1920, 5, 24)
+    );
+    let st = &c.streaming;
+    assert_eq!(
+        (
+            st.session_timeout_seconds,
+            st.generation_segment_cap,
+            st.stream_mode
+        ),
+        (300, 6, StreamMode::AvFmp4)
+    );
+    assert!(st.warmup.enabled);
+    assert_eq!(st.warmup.timeout_seconds, 2400);
+    assert_eq!(st.pool.num_workers, Some(1));
+    assert!(st.prompt.enabled);
+    assert_eq!(st.prompt.provider, PromptProvider::Cerebras);
+    // Unused FastVideo keys are carried, typed.
+    let e = &c.generator.engine;
+    assert!(e.compile.enabled && e.compile.fullgraph == Some(true));
+    assert_eq!(
+        e.compile.mode.as_deref(),
+        Some("max-autotune-no-cudagraphs")
+    );
+    assert!(!e.offload.dit && e.offload.pin_cpu_memory && e.offload.image_encoder);
+    assert_eq!(
+        e.quantization
+            .as_ref()
+            .unwrap()
+            .transformer_quant
+            .as_deref(),
+        Some("NVFP4")
+    );
+    assert_eq!(
+        c.generator.pipeline.preset_overrides["refine"],
+        json!({"enabled": true, "num_inference_steps": 2, "guidance_scale": 1.0, "add_noise": true})
+    );
+    // Our additions keep their defaults.
+    assert_eq!(st.max_sessions, StreamingConfig::default().max_sessions);
+
+    for path in [
+        "generator.engine.compile.enabled",
+        "generator.engine.offload.dit",
+        "generator.engine.quantization.transformer_quant",
+        "generator.pipeline.preset_overrides",
+        "server.output_dir",
+        "streaming.pool.enable_audio_reencode",
+        "streaming.prompt.enabled",
+        "streaming.prompt.provider",
+        "streaming.safety.enabled",
+    ] {
+        assert!(
+            loaded.ignored.iter().any(|p| p == path),
+            "{path} not in {:?}",
+            loaded.ignored
+        );
+    }
+    for used in [
+        "generator.model_path",
+        "server.port",
+        "streaming.pool.num_workers",
+        "streaming.warmup.prompt",
+    ] {
+        assert!(!loaded.ignored.iter().any(|p| p == used), "{used} is used");
+    }
+}
+
+// ----- parser rules --------------------------------------------------------------------
+
+#[test]
+fn unknown_top_level_key_is_named_with_a_suggestion() {
+    let p = problems(yaml("generator: {model_path: m}\nservr: {port: 1}\n"));
+    assert_eq!(p, ["servr: unknown field (did you mean server?)"]);
+}
+
+#[test]
+fn unknown_nested_key_is_named_by_full_path() {
+    let p = problems(yaml(
+        "generator: {model_path: m}\nstreaming:\n  sesion_timeout_seconds: 5\n",
+    ));
+    assert_eq!(
+        p,
+        ["streaming.sesion_timeout_seconds: unknown field (did you mean session_timeout_seconds?)"]
+    );
+    let p = problems(yaml(
+        "generator:\n  model_path: m\n  engine:\n    compile:\n      bogus_knob: 1\n",
+    ));
+    assert_eq!(p, ["generator.engine.compile.bogus_knob: unknown field"]);
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request:\n  plan:\n    stages:\n      - {name: a, kind: b, nme: c}\n",
+    ));
+    assert_eq!(
+        p,
+        ["default_request.plan.stages[0].nme: unknown field (did you mean name?)"]
+    );
+}
+
+#[test]
+fn key_in_the_wrong_block_points_to_the_right_one() {
+    let p = problems(yaml(
+        "generator: {model_path: m}\nserver:\n  max_sessions: 4\n",
+    ));
+    assert_eq!(
+        p,
+        ["server.max_sessions: unknown field (did you mean streaming.max_sessions?)"]
+    );
+}
+
+#[test]
+fn missing_model_path_and_missing_generator() {
+    let p = problems(yaml("generator: {revision: main}\n"));
+    assert_eq!(p, ["generator.model_path: missing required field"]);
+    assert_eq!(
+        problems(yaml("server: {port: 1}\n")),
+        ["generator: missing required field"]
+    );
+    // An empty document is an empty mapping, as in FastVideo.
+    assert_eq!(
+        problems(yaml("# nothing\n")),
+        ["generator: missing required field"]
+    );
+    assert_eq!(
+        problems(ServeConfig::from_json_str("null")),
+        ["generator: missing required field"]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {state: {kind: k}}\n",
+    ));
+    assert_eq!(p, ["default_request.state.payload: missing required field"]);
+}
+
+#[test]
+fn bools_must_be_real_booleans() {
+    for (text, shown) in [
+        ("yes", "string \"yes\""),
+        ("\"true\"", "string \"true\""),
+        ("1", "integer 1"),
+        ("on", "string \"on\""),
+    ] {
+        let p = problems(yaml(&format!(
+            "generator: {{model_path: m}}\nstreaming:\n  warmup:\n    enabled: {text}\n"
+        )));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(&format!(
+                "streaming.warmup.enabled: expected a boolean (true or false), got {shown}"
+            )),
+            "{p:?}"
+        );
+    }
+    // Unused keys follow the same rules.
+    let p = problems(yaml("generator: {model_path: m, trust_remote_code: no}\n"));
+    assert!(
+        p[0].starts_with("generator.trust_remote_code: expected a boolean"),
+        "{p:?}"
+    );
+    assert!(p[0].contains("write true or false"), "{p:?}");
+}
+
+#[test]
+fn ints_reject_floats_bools_and_strings() {
+    let cases = [
+        ("1.5", "float 1.5"),
+        ("1.0", "float 1.0"),
+        ("true", "boolean true"),
+        ("\"8\"", "string \"8\""),
+        ("010", "string \"010\""),
+    ];
+    for (text, shown) in cases {
+        let p = problems(yaml(&format!(
+            "generator: {{model_path: m}}\nstreaming: {{max_sessions: {text}}}\n"
+        )));
+        assert_eq!(
+            p,
+            [format!(
+                "streaming.max_sessions: expected an integer (1..=10000), got {shown}"
+            )]
+        );
+    }
+    let p = problems(yaml(
+        "generator:\n  model_path: m\n  engine: {parallelism: {tp_size: 2.5}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["generator.engine.parallelism.tp_size: expected an integer, got float 2.5"]
+    );
+    let p = problems(yaml("generator: {model_path: m}\nserver: {port: null}\n"));
+    assert_eq!(
+        p,
+        ["server.port: expected an integer (0..=65535), got null"]
+    );
+}
+
+#[test]
+fn floats_accept_ints() {
+    let loaded = yaml_ok(
+        "generator: {model_path: m}\ndefault_request: {sampling: {guidance_scale: 3, sigmas: [1, 0.5, 0]}}\n",
+    );
+    let s = &loaded.config.default_request.sampling;
+    assert_eq!(s.guidance_scale, 3.0);
+    assert_eq!(s.sigmas, Some(vec![1.0, 0.5, 0.0]));
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {sampling: {sigmas: [1, x, true]}}\n",
+    ));
+    assert_eq!(
+        p,
+        [
+            "default_request.sampling.sigmas[1]: expected a number, got string \"x\"",
+            "default_request.sampling.sigmas[2]: expected a number, got boolean true"
+        ]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {sampling: {guidance_scale: \"2\"}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["default_request.sampling.guidance_scale: expected a number >= 0, got string \"2\""]
+    );
+}
+
+#[test]
+fn strings_and_string_lists() {
+    let p = problems(yaml("generator: {model_path: 12}\n"));
+    assert_eq!(
+        p,
+        ["generator.model_path: expected a string, got integer 12"]
+    );
+    let loaded = yaml_ok(
+        "generator: {model_path: m}\ndefault_request: {prompt: [a, b], inputs: {image_path: x.png}}\n",
+    );
+    assert!(
+        loaded
+            .ignored
+            .contains(&"default_request.prompt".to_string())
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {inputs: {video_path: [a, 2]}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["default_request.inputs.video_path[1]: expected a string, got integer 2"]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {prompt: {a: 1}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["default_request.prompt: expected a string or a list of strings or null, got a mapping"]
+    );
+}
+
+#[test]
+fn enums_list_their_allowed_values() {
+    let p = problems(yaml(
+        "generator: {model_path: m}\nstreaming: {stream_mode: mp4}\n",
+    ));
+    assert_eq!(
+        p,
+        ["streaming.stream_mode: expected one of av_fmp4, legacy_jpeg, got string \"mp4\""]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m, engine: {execution_backend: slurm}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["generator.engine.execution_backend: expected one of mp, ray, got string \"slurm\""]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m, pipeline: {workload_type: v2v}}\n",
+    ));
+    assert_eq!(
+        p,
+        [
+            "generator.pipeline.workload_type: expected one of t2v, i2v, t2i, i2i or null, got string \"v2v\""
+        ]
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\nstreaming: {prompt: {provider: openai}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["streaming.prompt.provider: expected one of cerebras, groq, got string \"openai\""]
+    );
+    let loaded = yaml_ok("generator: {model_path: m}\nstreaming: {stream_mode: legacy_jpeg}\n");
+    assert_eq!(loaded.config.streaming.stream_mode, StreamMode::LegacyJpeg);
+    assert_eq!(StreamMode::LegacyJpeg.as_str(), "legacy_jpeg");
+    assert_eq!(StreamMode::AvFmp4.to_string(), "av_fmp4");
+}
+
+#[test]
+fn blocks_must_be_mappings_and_null_only_where_allowed() {
+    let p = problems(yaml("generator: {model_path: m}\nserver: 8000\n"));
+    assert_eq!(p, ["server: expected a mapping, got integer 8000"]);
+    let p = problems(yaml("generator: null\n"));
+    assert_eq!(p, ["generator: expected a mapping, got null"]);
+    // Optional blocks take null.
+    let loaded = yaml_ok(
+        "generator: {model_path: m, engine: {quantization: null}}\ndefault_request: {state: null, plan: null}\n",
+    );
+    assert!(loaded.config.generator.engine.quantization.is_none());
+    assert!(
+        loaded.ignored.is_empty(),
+        "null values are not reported: {:?}",
+        loaded.ignored
+    );
+    let p = problems(yaml(
+        "generator: {model_path: m}\ndefault_request: {plan: {stages: [1]}}\n",
+    ));
+    assert_eq!(
+        p,
+        ["default_request.plan.stages[0]: expected a mapping, got integer 1"]
+    );
+    let p = problems(yaml("- generator\n"));
+    assert_eq!(
+        p,
+        ["(top level): expected a mapping at the top level, got a list of 1 item"]
+    );
+}
+
+// ----- ranges --------------------------------------------------------------------------
+
+/// (dotted path, min, max) of every integer range rule.
+const RANGES: &[(&str, i64, i64)] = &[
+    ("server.port", 0, 65535),
+    ("default_request.sampling.num_frames", 1, 1000),
+    ("default_request.sampling.height", 16, 4096),
+    ("default_request.sampling.width", 16, 4096),
+    ("default_request.sampling.fps", 1, 240),
+    ("default_request.sampling.num_inference_steps", 1, 1000),
+    ("streaming.session_timeout_seconds", 1, 86_400),
+    ("streaming.generation_segment_cap", 1, 10_000),
+    ("streaming.warmup.timeout_seconds", 1, 86_400),
+    ("streaming.pool.num_workers", 1, 1024),
+    ("streaming.max_sessions", 1, 10_000),
+    ("streaming.max_queue", 0, 10_000),
+    ("streaming.init_timeout_seconds", 1, 3600),
+    ("streaming.acquire_timeout_seconds", 1, 86_400),
+    ("streaming.max_message_bytes", 1024, 268_435_456),
+    ("streaming.max_init_image_bytes", 1, 268_435_456),
+    ("streaming.fragment_frames", 1, 1000),
+    ("streaming.video_bitrate_bps", 100_000, 100_000_000),
+    ("streaming.shutdown_grace_seconds", 0, 3600),
+    ("streaming.reaper_interval_ms", 10, 60_000),
+    ("streaming.store.capacity", 1, 1_000_000),
+    ("streaming.store.ttl_seconds", 1, 2_592_000),
+    ("streaming.store.blob_max_total_bytes", 1, 17_179_869_184),
+    ("streaming.store.blob_max_bytes", 1, 268_435_456),
+];
+
+#[test]
+fn every_range_limit_accepts_its_edges_and_rejects_beyond() {
+    for &(path, min, max) in RANGES {
+        for ok in [min, max] {
+            let mut doc = doc_with(path, json!(ok));
+            if path == "streaming.store.blob_max_total_bytes" {
+                // Keep the one-blob limit under the total.
+                set(&mut doc, "streaming.store.blob_max_bytes", json!(1));
+            }
+            let loaded = load_value(&doc).unwrap_or_else(|e| panic!("{path} = {ok}: {e}"));
+            loaded.config.validate().unwrap();
+        }
+        for bad in [min - 1, max + 1] {
+            let p = problems(load_value(&doc_with(path, json!(bad))));
+            assert_eq!(
+                p,
+                [format!("{path}: must be in {min}..={max} (got {bad})")],
+                "{path} = {bad}"
+            );
+        }
+    }
+}
+
+#[test]
+fn frame_sizes_must_be_even() {
+    for path in [
+        "default_request.sampling.width",
+        "default_request.sampling.height",
+    ] {
+        let p = problems(load_value(&doc_with(path, json!(721))));
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with(&format!("{path}: must be even (got 721)")),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn num_gpus_must_be_positive() {
+    for bad in [0, -1] {
+        let p = problems(load_value(&doc_with(
+            "generator.engine.num_gpus",
+            json!(bad),
+        )));
+        assert_eq!(
+            p,
+            [format!(
+                "generator.engine.num_gpus: must be in 1..=9223372036854775807 (got {bad})"
+            )]
+        );
+    }
+    assert!(load_value(&doc_with("generator.engine.num_gpus", json!(8))).is_ok());
+}
+
+#[test]
+fn guidance_scale_must_be_non_negative_and_finite() {
+    let p = problems(load_value(&doc_with(
+        "default_request.sampling.guidance_scale",
+        json!(-0.5),
+    )));
+    assert_eq!(
+        p,
+        ["default_request.sampling.guidance_scale: must be >= 0 (got -0.5)"]
+    );
+    assert!(
+        load_value(&doc_with(
+            "default_request.sampling.guidance_scale",
+            json!(0.0)
+        ))
+        .is_ok()
+    );
+    // YAML's .inf/.nan never get this far: the parser refuses non-finite floats.
+    assert!(matches!(
+        yaml("generator: {model_path: m}\ndefault_request: {sampling: {guidance_scale: .inf}}\n"),
+        Err(ConfigError::Parse { .. })
+    ));
+    let mut config = ServeConfig::new("m");
+    config.default_request.sampling.guidance_scale = f64::NAN;
+    let Err(ConfigError::Invalid { problems }) = config.validate() else {
+        panic!("NaN accepted")
+    };
+    assert_eq!(
+        problems,
+        ["default_request.sampling.guidance_scale: must be a finite number (got NaN)"]
+    );
+}
+
+#[test]
+fn cross_field_rules() {
+    let mut doc = doc_with("streaming.store.blob_max_bytes", json!(2048));
+    set(
+        &mut doc,
+        "streaming.store.blob_max_total_bytes",
+        json!(1024),
+    );
+    let p = problems(load_value(&doc));
+    assert_eq!(
+        p,
+        [
+            "streaming.store.blob_max_bytes: must not exceed streaming.store.blob_max_total_bytes (2048 > 1024)"
+        ]
+    );
+    let p = problems(load_value(&doc_with(
+        "streaming.warmup.prompt",
+        json!("  "),
+    )));
+    assert_eq!(
+        p,
+        ["streaming.warmup.prompt: must not be blank while streaming.warmup.enabled is true"]
+    );
+    let mut doc = doc_with("streaming.warmup.prompt", json!(""));
+    set(&mut doc, "streaming.warmup.enabled", json!(false));
+    assert!(load_value(&doc).is_ok());
+    let p = problems(load_value(&doc_with(
+        "streaming.session_log_dir",
+        json!(""),
+    )));
+    assert_eq!(
+        p,
+        ["streaming.session_log_dir: must not be empty (use null to turn session logs off)"]
+    );
+    let p = problems(load_value(&doc_with("generator.model_path", json!(""))));
+    assert_eq!(p, ["generator.model_path: must not be empty"]);
+    let p = problems(load_value(&doc_with("server.host", json!(""))));
+    assert_eq!(p, ["server.host: must not be empty"]);
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let text = "\
+generator:
+  revision: main
+servr: {}
+default_request:
+  sampling:
+    width: 1001
+    fps: 0
+    num_frames: 2.5
+streaming:
+  warmup: {enabled: yes}
+  stream_mode: h264
+";
+    let err = yaml(text).unwrap_err();
+    let shown = err.to_string();
+    let ConfigError::Invalid { problems } = err else {
+        panic!("not Invalid")
+    };
+    let expected = [
+        "servr: unknown field (did you mean server?)",
+        "generator.model_path: missing required field",
+        "default_request.sampling.num_frames: expected an integer (1..=1000), got float 2.5",
+        "default_request.sampling.width: must be even (got 1001)",
+        "default_request.sampling.fps: must be in 1..=240 (got 0)",
+        "streaming.stream_mode: expected one of av_fmp4, legacy_jpeg, got string \"h264\"",
+        "streaming.warmup.enabled: expected a boolean (true or false), got string \"yes\"",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    for want in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    assert!(
+        shown.starts_with("invalid config (7 problems):\n  "),
+        "{shown}"
+    );
+    for p in &problems {
+        assert!(shown.contains(p.as_str()));
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_of_a_config_built_in_code() {
+    let mut config = ServeConfig::mock_defaults();
+    config.default_request.sampling.width = 17;
+    config.default_request.sampling.fps = 1000;
+    config.streaming.max_sessions = 0;
+    config.streaming.pool.num_workers = Some(0);
+    config.streaming.store.blob_max_bytes = config.streaming.store.blob_max_total_bytes + 1;
+    let Err(ConfigError::Invalid { problems }) = config.validate() else {
+        panic!("accepted")
+    };
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    for path in [
+        "default_request.sampling.width:",
+        "default_request.sampling.fps:",
+        "streaming.max_sessions:",
+        "streaming.pool.num_workers:",
+        "streaming.store.blob_max_bytes:",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(path)),
+            "{path} in {problems:#?}"
+        );
+    }
+}
+
+// ----- streaming block -----------------------------------------------------------------
+
+#[test]
+fn absent_or_null_streaming_block_gives_defaults_and_a_warning() {
+    for text in [
+        "generator: {model_path: m}\n",
+        "generator: {model_path: m}\nstreaming: null\n",
+        "generator: {model_path: m}\nstreaming:\n",
+    ] {
+        let loaded = yaml_ok(text);
+        assert_eq!(loaded.config.streaming, StreamingConfig::default());
+        assert_eq!(loaded.warnings.len(), 1, "{text}");
+        assert!(
+            loaded.warnings[0].contains("REST server"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+    let loaded = yaml_ok("generator: {model_path: m}\nstreaming: {}\n");
+    assert!(loaded.warnings.is_empty());
+    assert_eq!(loaded.config.streaming, StreamingConfig::default());
+}
+
+// ----- formats and files ---------------------------------------------------------------
+
+#[test]
+fn json_and_yml_files_load_by_extension() {
+    let doc = json!({
+        "generator": {"model_path": "m"},
+        "server": {"port": 9001},
+        "streaming": {"max_sessions": 3, "store": {"capacity": 10}}
+    });
+    let json_file = TempFile::new("serve.json", doc.to_string().as_bytes());
+    let loaded = ServeConfig::load(&json_file.0).unwrap();
+    assert_eq!(loaded.config.server.port, 9001);
+    assert_eq!(loaded.config.streaming.max_sessions, 3);
+    assert_eq!(loaded.config.streaming.store.capacity, 10);
+    // JSON follows the same rules.
+    let bad = TempFile::new(
+        "bad.JSON",
+        br#"{"generator": {"model_path": "m"}, "server": {"port": 1.5}}"#,
+    );
+    let p = problems(ServeConfig::load(&bad.0));
+    assert_eq!(
+        p,
+        ["server.port: expected an integer (0..=65535), got float 1.5"]
+    );
+    for name in ["serve.yml", "serve.YAML"] {
+        let file = TempFile::new(name, b"generator: {model_path: m}\nserver: {port: 9002}\n");
+        assert_eq!(
+            ServeConfig::load(&file.0).unwrap().config.server.port,
+            9002,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unsupported_extension_is_refused_before_reading() {
+    for name in ["serve.toml", "serve", "serve.yaml.bak"] {
+        let file = TempFile::new(name, b"generator: {model_path: m}\n");
+        match ServeConfig::load(&file.0) {
+            Err(ConfigError::UnsupportedExtension(path)) => assert_eq!(path, file.0),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let err = ServeConfig::load(Path::new("x.ini")).unwrap_err();
+    assert!(err.to_string().contains(".yaml, .yml or .json"), "{err}");
+}
+
+#[test]
+fn missing_file_is_an_io_error_with_the_path() {
+    let path = std::env::temp_dir().join("fv-config-test-does-not-exist/serve.yaml");
+    match ServeConfig::load(&path) {
+        Err(ConfigError::Io { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn syntax_errors_duplicates_and_bad_utf8_are_parse_errors() {
+    for text in [
+        "generator: {model_path: m\n",
+        "generator:\n  model_path: a\n  model_path: b\n",
+        "a: 1\n---\nb: 2\n",
+    ] {
+        match yaml(text) {
+            Err(ConfigError::Parse { message }) => assert!(message.contains("line"), "{message}"),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        ServeConfig::from_json_str("{\"generator\": }"),
+        Err(ConfigError::Parse { .. })
+    ));
+    let file = TempFile::new("bad.yaml", b"generator: {model_path: \xff}\n");
+    match ServeConfig::load(&file.0) {
+        Err(ConfigError::Parse { message }) => assert!(message.contains("UTF-8"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn oversized_config_is_refused() {
+    let limit = usize::try_from(MAX_CONFIG_BYTES).unwrap();
+    // A valid document padded with a comment to one byte over the limit.
+    let mut text = "generator: {model_path: m}\n#".to_string();
+    text.push_str(&"x".repeat(limit - text.len()));
+    assert_eq!(text.len(), limit);
+    assert!(yaml(&text).is_ok(), "exactly at the limit is fine");
+    text.push('x');
+    assert!(
+        matches!(yaml(&text), Err(ConfigError::TooLarge { len, limit: l }) if len == MAX_CONFIG_BYTES + 1 && l == MAX_CONFIG_BYTES)
+    );
+    let file = TempFile::new("big.yaml", text.as_bytes());
+    assert!(matches!(
+        ServeConfig::load(&file.0),
+        Err(ConfigError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn effective_config_round_trips_through_yaml() {
+    let mut config = ServeConfig::new("org/model");
+    config.default_request.negative_prompt = Some("yes".into()); // a string YAML must quote
+    config.streaming.session_log_dir = Some("logs/sessions".into());
+    config.streaming.warmup.prompt = "null".into();
+    config.server.host = "::".into();
+    let text = config.to_yaml_string();
+    assert!(text.contains("max_sessions: 8"), "{text}");
+    let loaded = yaml_ok(&text);
+    assert_eq!(loaded.config, config);
+    assert!(loaded.warnings.is_empty());
+}
+
+// ----- documentation -------------------------------------------------------------------
+
+const BEGIN: &str = "<!-- BEGIN GENERATED: config reference (cargo test -p fv-server --test config; FV_UPDATE_DOCS=1 rewrites) -->\n";
+const END: &str = "<!-- END GENERATED -->";
+
+/// docs/config.md embeds `reference_markdown()`; `FV_UPDATE_DOCS=1` rewrites it.
+#[test]
+fn docs_reference_table_is_current() {
+    let path = repo_root().join("docs/config.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let start = doc.find(BEGIN).expect("begin marker in docs/config.md") + BEGIN.len();
+    let end = doc[start..]
+        .find(END)
+        .expect("end marker in docs/config.md")
+        + start;
+    let table = reference_markdown();
+    if doc[start..end] != table {
+        if std::env::var_os("FV_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
+        } else {
+            panic!("docs/config.md reference is stale; rerun with FV_UPDATE_DOCS=1");
+        }
+    }
+    // Every key of our own is explained in the prose as well.
+    for key in [
+        "max_sessions",
+        "max_queue",
+        "init_timeout_seconds",
+        "acquire_timeout_seconds",
+        "max_message_bytes",
+        "max_init_image_bytes",
+        "fragment_frames",
+        "video_bitrate_bps",
+        "shutdown_grace_seconds",
+        "session_log_dir",
+        "reaper_interval_ms",
+        "store.capacity",
+        "store.ttl_seconds",
+        "store.blob_max_total_bytes",
+        "store.blob_max_bytes",
+    ] {
+        assert!(
+            doc[..start].contains(&format!("`{key}`")),
+            "{key} not explained in docs/config.md"
+        );
+    }
+}

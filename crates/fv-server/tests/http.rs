@@ -1,0 +1,133 @@
+//! Health, readiness, status, metrics, the player page, and graceful shutdown.
+
+use fv_testkit::{TestServer, test_config};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[tokio::test]
+async fn health_endpoints_have_the_upstream_shapes() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    let (code, body) = server.get("/health").await?;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v, json!({"status": "ok", "sessions": 0, "stream_mode": "av_fmp4"}));
+    let (code, body) = server.get("/healthz").await?;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["service"], "ltx2-streaming-backend");
+    assert!(v["ts"].as_str().is_some_and(|t| t.ends_with("+00:00")));
+    let (code, body) = server.get("/readyz").await?;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["total_gpus"], 2);
+    assert_eq!(v["ready_gpu_workers"], 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_and_health_count_live_sessions() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    let (_, body) = server.get("/status").await?;
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["total_gpus"], 2);
+    assert_eq!(v["available_gpus"], 1);
+    assert_eq!(v["active_sessions"], 1);
+    assert_eq!(v["sessions"][0]["state"], "active");
+    assert_eq!(v["gpu_status"].as_object().map(|m| m.len()), Some(2));
+    let (_, body) = server.get("/health").await?;
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["sessions"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_workers_warm_up() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.warmup.enabled = true;
+    config.default_request.sampling.num_inference_steps = 20;
+    let server = TestServer::start_mock(config, Duration::from_secs(2)).await?;
+    let (code, body) = server.get("/readyz").await?;
+    assert_eq!(code, 503, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["status"], "warming");
+    for _ in 0..200 {
+        let (code, _) = server.get("/readyz").await?;
+        if code == 200 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("never became ready")
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_count_segments() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    c.segment("m").await?;
+    c.send_text("nope").await?;
+    c.expect("error").await?;
+    let (code, body) = server.get("/metrics").await?;
+    assert_eq!(code, 200);
+    for name in [
+        "fv_segments_total",
+        "fv_generation_seconds_bucket",
+        "fv_encode_seconds_bucket",
+        "fv_segment_e2e_seconds_bucket",
+        "fv_media_bytes_total",
+        "fv_errors_total{code=\"invalid_message\"}",
+        "fv_sessions_active",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_player_page_is_served_at_root() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    let (code, body) = server.get("/").await?;
+    assert_eq!(code, 200);
+    assert!(body.contains("/v1/stream"));
+    assert!(body.contains("MediaSource"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.default_request.sampling.num_inference_steps = 10;
+    let mut server = TestServer::start_mock(config, Duration::from_millis(500)).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))
+        .await?;
+    c.expect("ltx2_segment_start").await?;
+    c.expect("step_complete").await?;
+    let addr = server.addr;
+    server.begin_shutdown();
+    // While draining, readiness is 503 and new sessions are refused.
+    let mut saw_draining = false;
+    for _ in 0..50 {
+        if let Ok((code, body)) = fv_testkit::http_get(addr, "/readyz").await {
+            if code == 503 && body.contains("draining") {
+                saw_draining = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(saw_draining, "readyz never reported draining");
+    // The in-flight segment completes, then the server closes with 1001.
+    let t = c.collect_segment().await?;
+    assert!(t.find("media_segment_complete").is_some());
+    let end = c.expect("ltx2_stream_complete").await?;
+    assert_eq!(end["reason"], "stop_requested");
+    assert_eq!(c.expect_close().await?, (1001, "server_shutdown".to_string()));
+    server.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Where continuation state and large binary blobs live between segments.
+//!
+//! Two small async traits, [`SessionStore`] (one [`ContinuationState`] per session) and
+//! [`BlobStore`] (opaque byte blobs owned by a session), and bounded in-memory
+//! implementations with TTLs: [`MemorySessionStore`] and [`MemoryBlobStore`]. Other backends
+//! (filesystem, Redis) implement the same traits.
+
+mod error;
+mod memory;
+mod ordered;
+
+pub use error::StoreError;
+pub use fv_core::ContinuationState;
+pub use memory::{
+    BlobInfo, DEFAULT_BLOB_TTL, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_BLOBS, DEFAULT_MAX_TOTAL_BYTES,
+    DEFAULT_SESSION_CAPACITY, DEFAULT_STATE_TTL, MemoryBlobConfig, MemoryBlobStore,
+    MemorySessionStore, MemoryStoreConfig,
+};
+
+use async_trait::async_trait;
+
+/// Keeps the latest [`ContinuationState`] of each session.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores `state` for `session_id`, replacing any previous one.
+    async fn put_state(&self, session_id: &str, state: ContinuationState)
+    -> Result<(), StoreError>;
+
+    /// The stored state, or `None` if there is none (never stored, dropped, expired or
+    /// evicted).
+    async fn get_state(&self, session_id: &str) -> Result<Option<ContinuationState>, StoreError>;
+
+    /// Forgets the session's state. Unknown sessions are a no-op.
+    async fn drop_session(&self, session_id: &str) -> Result<(), StoreError>;
+}
+
+/// Stores opaque blobs (packed frames, audio tensors) that are too large to inline in a
+/// continuation payload. Each blob belongs to a session and is dropped with it.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `data` for `session_id` and returns its new, unique blob id.
+    async fn put(&self, session_id: &str, data: Vec<u8>, mime: &str) -> Result<String, StoreError>;
+
+    /// The blob's bytes; [`StoreError::NotFound`] if it never existed, was dropped, expired
+    /// or was evicted.
+    async fn get(&self, blob_id: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Deletes one blob. A missing blob is a no-op.
+    async fn drop_blob(&self, blob_id: &str) -> Result<(), StoreError>;
+
+    /// Deletes every blob `session_id` owns. Unknown sessions are a no-op.
+    async fn drop_session(&self, session_id: &str) -> Result<(), StoreError>;
+}

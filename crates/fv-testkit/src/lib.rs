@@ -1,0 +1,665 @@
+//! Test helpers: start the real server in-process on port 0 and talk to it like a client.
+//!
+//! Every server started here binds `127.0.0.1:0` and is shut down when its [`TestServer`] is
+//! dropped, so tests never collide on ports and leave nothing running.
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use fv_server::config::ServeConfig;
+use fv_server::{Server, ServerDeps, ServerOptions};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any single server message before failing (a guard against hangs,
+/// not a performance assertion).
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Small, fast defaults for tests: 64x64, 6 frames, 24 fps, 2 steps, 2 workers, no warm-up.
+pub fn test_config() -> ServeConfig {
+    let mut c = ServeConfig::mock_defaults();
+    c.server.host = "127.0.0.1".into();
+    c.server.port = 0;
+    let s = &mut c.default_request.sampling;
+    s.width = 64;
+    s.height = 64;
+    s.num_frames = 6;
+    s.fps = 24;
+    s.num_inference_steps = 2;
+    c.streaming.fragment_frames = 4;
+    c.streaming.pool.num_workers = Some(2);
+    c.streaming.warmup.enabled = false;
+    c.streaming.reaper_interval_ms = 20;
+    c.streaming.shutdown_grace_seconds = 5;
+    c
+}
+
+/// A server running on its own task.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<Result<(), fv_server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts a mock-generator server with `config` (its port should be 0).
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
+        Self::start_mock(config, Duration::ZERO).await
+    }
+
+    /// Starts a mock-generator server whose segments take `segment_time`.
+    pub async fn start_mock(config: ServeConfig, segment_time: Duration) -> anyhow::Result<Self> {
+        let deps = fv_server::mock_deps(&config, segment_time)?;
+        Self::start_with(config, deps).await
+    }
+
+    /// Starts a server on the given dependencies (custom generators, stores).
+    pub async fn start_with(config: ServeConfig, deps: ServerDeps) -> anyhow::Result<Self> {
+        let server = Server::bind(config, deps, ServerOptions { web_ui: true }).await?;
+        let addr = server.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let join = tokio::spawn(server.serve(async move {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            join: Some(join),
+        })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/stream", self.addr)
+    }
+
+    /// Opens a WebSocket on `/v1/stream`.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.ws_url()).await
+    }
+
+    /// `GET path`, returning status and body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(self.addr, path).await
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down gracefully and waits until the server has stopped.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        if let Some(join) = self.join.take() {
+            join.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(join) = self.join.take() {
+            join.abort();
+        }
+    }
+}
+
+/// What the server sent next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Json(Value),
+    Binary(Vec<u8>),
+    /// A close frame: code and reason.
+    Close(u16, String),
+    /// The connection ended without a close frame (1006 in browser terms).
+    Dropped,
+}
+
+/// Everything a client saw for one segment.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentTranscript {
+    /// Every JSON message in order.
+    pub messages: Vec<Value>,
+    /// Binary frames in order: the first is the init segment.
+    pub binaries: Vec<Vec<u8>>,
+    /// `type` of every message, with `<binary>` for binary frames, in arrival order.
+    pub order: Vec<String>,
+}
+
+impl SegmentTranscript {
+    /// The first message of type `ty`.
+    pub fn find(&self, ty: &str) -> Option<&Value> {
+        self.messages.iter().find(|m| m["type"] == ty)
+    }
+
+    /// The whole segment as one fMP4 byte stream.
+    pub fn media(&self) -> Vec<u8> {
+        self.binaries.concat()
+    }
+}
+
+/// A protocol client over tokio-tungstenite.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        Ok(Self { ws })
+    }
+
+    pub async fn send_json(&mut self, value: &Value) -> anyhow::Result<()> {
+        self.send_text(&value.to_string()).await
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.to_string().into())).await?;
+        Ok(())
+    }
+
+    pub async fn send_binary(&mut self, data: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(data.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a close frame.
+    pub async fn close(&mut self, code: u16, reason: &str) -> anyhow::Result<()> {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_string().into(),
+        };
+        self.ws.send(Message::Close(Some(frame))).await?;
+        Ok(())
+    }
+
+    /// Drops the TCP connection without a close frame.
+    pub fn abort(self) {
+        drop(self);
+    }
+
+    /// The next server message (JSON parsed; every JSON message is also checked to parse as a
+    /// `fv_protocol::ServerMessage`, so a schema slip fails the test).
+    pub async fn recv(&mut self) -> anyhow::Result<Received> {
+        self.recv_within(RECV_TIMEOUT).await
+    }
+
+    pub async fn recv_within(&mut self, limit: Duration) -> anyhow::Result<Received> {
+        loop {
+            let next = tokio::time::timeout(limit, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no server message within {limit:?}"))?;
+            return Ok(match next {
+                None => Received::Dropped,
+                Some(Err(e)) => {
+                    use tokio_tungstenite::tungstenite::Error as E;
+                    match e {
+                        E::ConnectionClosed | E::AlreadyClosed => Received::Dropped,
+                        E::Protocol(_) | E::Io(_) => Received::Dropped,
+                        other => bail!("websocket error: {other}"),
+                    }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t)
+                        .with_context(|| format!("server sent non-JSON text: {t}"))?;
+                    serde_json::from_str::<fv_protocol::ServerMessage>(&t).with_context(|| {
+                        format!("server message does not match the protocol: {t}")
+                    })?;
+                    Received::Json(v)
+                }
+                Some(Ok(Message::Binary(b))) => Received::Binary(b.to_vec()),
+                Some(Ok(Message::Close(frame))) => match frame {
+                    Some(f) => Received::Close(f.code.into(), f.reason.to_string()),
+                    None => Received::Close(1005, String::new()),
+                },
+                Some(Ok(_)) => continue,
+            });
+        }
+    }
+
+    /// The next message, which must be JSON.
+    pub async fn recv_json(&mut self) -> anyhow::Result<Value> {
+        match self.recv().await? {
+            Received::Json(v) => Ok(v),
+            other => bail!("expected a JSON message, got {other:?}"),
+        }
+    }
+
+    /// The next message, which must be JSON of type `ty`.
+    pub async fn expect(&mut self, ty: &str) -> anyhow::Result<Value> {
+        let v = self.recv_json().await?;
+        if v["type"] != ty {
+            bail!("expected {ty}, got {v}");
+        }
+        Ok(v)
+    }
+
+    /// Reads until the close frame (skipping nothing: any other message fails) and returns it.
+    pub async fn expect_close(&mut self) -> anyhow::Result<(u16, String)> {
+        match self.recv().await? {
+            Received::Close(code, reason) => Ok((code, reason)),
+            other => bail!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Sends `session_init_v2` (with `extra` merged in) and reads through `ltx2_stream_start`.
+    /// Returns every message received on the way.
+    pub async fn init_with(&mut self, extra: Value) -> anyhow::Result<Vec<Value>> {
+        let mut msg = json!({"type": "session_init_v2"});
+        if let (Some(m), Some(e)) = (msg.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        self.send_json(&msg).await?;
+        let mut seen = Vec::new();
+        loop {
+            let v = self.recv_json().await?;
+            let done = v["type"] == "ltx2_stream_start";
+            if v["type"] == "error" {
+                bail!("init failed: {v}");
+            }
+            seen.push(v);
+            if done {
+                return Ok(seen);
+            }
+        }
+    }
+
+    pub async fn init(&mut self) -> anyhow::Result<Vec<Value>> {
+        self.init_with(json!({})).await
+    }
+
+    /// Requests a segment and collects everything through `ltx2_segment_complete`.
+    pub async fn segment(&mut self, prompt: &str) -> anyhow::Result<SegmentTranscript> {
+        self.send_json(&json!({"type": "segment_prompt_source", "prompt": prompt}))
+            .await?;
+        self.collect_segment().await
+    }
+
+    /// Collects one segment's messages through `ltx2_segment_complete` (fails on `error`).
+    pub async fn collect_segment(&mut self) -> anyhow::Result<SegmentTranscript> {
+        let mut t = SegmentTranscript::default();
+        loop {
+            match self.recv().await? {
+                Received::Json(v) => {
+                    let ty = v["type"].as_str().unwrap_or("?").to_string();
+                    if ty == "error" {
+                        bail!("segment failed: {v}");
+                    }
+                    t.order.push(ty.clone());
+                    t.messages.push(v);
+                    if ty == "ltx2_segment_complete" {
+                        return Ok(t);
+                    }
+                }
+                Received::Binary(b) => {
+                    t.order.push("<binary>".into());
+                    t.binaries.push(b);
+                }
+                other => bail!("connection ended mid-segment: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET (no client dependency needed for health probes).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| anyhow!("HTTP response timed out"))??;
+    let text = String::from_utf8(raw).context("non-UTF-8 HTTP response")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no status line in {head}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body
+            .split_once("\r\n")
+            .ok_or_else(|| anyhow!("bad chunk header"))?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(rest.get(..size).ok_or_else(|| anyhow!("short chunk"))?);
+        body = rest
+            .get(size + 2..)
+            .ok_or_else(|| anyhow!("missing chunk end"))?;
+    }
+}
+
+pub mod generators {
+    //! Generators with test hooks, built on [`fv_core::MockGenerator`].
+
+    use fv_core::{
+        CancelToken, GenerateError, GenerationRequest, GenerationResult, GenerationSink,
+        Generator, MockGenerator, MockGeneratorConfig,
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Everything the test wants to know about the requests a generator saw.
+    #[derive(Debug, Default)]
+    pub struct Observed {
+        pub requests: Mutex<Vec<GenerationRequest>>,
+        /// Whether `image_path` existed on disk when the request ran.
+        pub image_existed: Mutex<Vec<bool>>,
+        /// Denoising steps actually executed, over all requests.
+        pub steps: AtomicU32,
+        /// Segments that ended with `Cancelled`.
+        pub cancelled: AtomicU32,
+    }
+
+    impl Observed {
+        pub fn requests(&self) -> Vec<GenerationRequest> {
+            self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        }
+    }
+
+    /// What [`TestGenerator`] does with a request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Behaviour {
+        /// The mock gradient.
+        Normal,
+        /// Fails every request whose prompt contains `"fail"`.
+        FailOnPromptFail,
+        /// Returns zero frames.
+        NoFrames,
+    }
+
+    /// A [`MockGenerator`] that records what it sees and can be told to misbehave.
+    #[derive(Debug)]
+    pub struct TestGenerator {
+        inner: MockGenerator,
+        step_time: Duration,
+        behaviour: Behaviour,
+        observed: Arc<Observed>,
+    }
+
+    impl TestGenerator {
+        pub fn new(step_time: Duration, behaviour: Behaviour, observed: Arc<Observed>) -> Self {
+            Self {
+                inner: MockGenerator::new(MockGeneratorConfig {
+                    segment_time: Duration::ZERO,
+                    frame_batch: 4,
+                }),
+                step_time,
+                behaviour,
+                observed,
+            }
+        }
+    }
+
+    struct CountingSink<'a> {
+        inner: &'a mut dyn GenerationSink,
+        observed: &'a Observed,
+        step_time: Duration,
+    }
+
+    impl GenerationSink for CountingSink<'_> {
+        fn step(&mut self, step: u32, total: u32) {
+            // Simulate the step's work before reporting it, like a model would.
+            std::thread::sleep(self.step_time);
+            self.observed.steps.fetch_add(1, Ordering::SeqCst);
+            self.inner.step(step, total);
+        }
+
+        fn frames(&mut self, frames: Vec<fv_core::Frame>) {
+            self.inner.frames(frames);
+        }
+    }
+
+    impl Generator for TestGenerator {
+        fn generate(
+            &mut self,
+            request: &GenerationRequest,
+            sink: &mut dyn GenerationSink,
+            cancel: &CancelToken,
+        ) -> Result<GenerationResult, GenerateError> {
+            if let Ok(mut r) = self.observed.requests.lock() {
+                r.push(request.clone());
+            }
+            let existed = request.image_path.as_ref().is_some_and(|p| p.exists());
+            if let Ok(mut e) = self.observed.image_existed.lock() {
+                e.push(existed);
+            }
+            if self.behaviour == Behaviour::FailOnPromptFail && request.prompt.contains("fail") {
+                return Err(GenerateError::Failed("the test asked for a failure".into()));
+            }
+            if self.behaviour == Behaviour::NoFrames {
+                for step in 1..=request.num_inference_steps.max(1) {
+                    sink.step(step, request.num_inference_steps.max(1));
+                }
+                return Ok(GenerationResult::default());
+            }
+            let mut counting = CountingSink {
+                inner: sink,
+                observed: &self.observed,
+                step_time: self.step_time,
+            };
+            let result = self.inner.generate(request, &mut counting, cancel);
+            if result == Err(GenerateError::Cancelled) {
+                self.observed.cancelled.fetch_add(1, Ordering::SeqCst);
+            }
+            result
+        }
+
+        fn name(&self) -> &str {
+            "test"
+        }
+    }
+
+    /// `n` test generators sharing one [`Observed`].
+    pub fn test_generators(
+        n: usize,
+        step_time: Duration,
+        behaviour: Behaviour,
+    ) -> (Vec<Box<dyn Generator>>, Arc<Observed>) {
+        let observed = Arc::new(Observed::default());
+        let gens = (0..n)
+            .map(|_| {
+                Box::new(TestGenerator::new(step_time, behaviour, observed.clone()))
+                    as Box<dyn Generator>
+            })
+            .collect();
+        (gens, observed)
+    }
+}
+
+/// What [`decode_fmp4`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// Frames the H.264 decoder produced.
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    /// `avc1.PPCCLL` from the init segment's avcC.
+    pub codec: String,
+    /// Samples listed in the `trun` boxes.
+    pub samples: usize,
+}
+
+/// Decodes a whole fMP4 byte stream (init + fragments) with openh264's decoder, independently of
+/// the muxer that wrote it: SPS/PPS come from `avcC`, samples from `trun` sizes and `mdat`.
+pub fn decode_fmp4(data: &[u8]) -> anyhow::Result<Decoded> {
+    use fv_encoder::inspect;
+    use openh264::decoder::Decoder;
+    use openh264::formats::YUVSource;
+
+    let boxes = inspect::tree(data)?;
+    let moov = boxes
+        .iter()
+        .find(|b| b.kind == "moov")
+        .ok_or_else(|| anyhow!("no moov"))?;
+    let avcc = moov
+        .find("trak/mdia/minf/stbl/stsd/avc1/avcC")
+        .ok_or_else(|| anyhow!("no avcC"))?
+        .body(data);
+    let (sps, pps) = parse_avcc(avcc)?;
+    let profile = sps.get(1..4).ok_or_else(|| anyhow!("SPS too short"))?;
+    let codec = format!(
+        "avc1.{:02x}{:02x}{:02x}",
+        profile[0], profile[1], profile[2]
+    );
+    let mut decoder = Decoder::new()?;
+    let mut annexb = Vec::new();
+    for nal in [&sps, &pps] {
+        annexb.extend_from_slice(&[0, 0, 0, 1]);
+        annexb.extend_from_slice(nal);
+    }
+    let mut frames = 0usize;
+    let mut dims = (0usize, 0usize);
+    let mut samples = 0usize;
+    if let Some(yuv) = decoder.decode(&annexb)? {
+        frames += 1;
+        dims = yuv.dimensions();
+    }
+    let mut pending_sizes: Vec<usize> = Vec::new();
+    for b in &boxes {
+        match b.kind.as_str() {
+            "moof" => {
+                let trun = b
+                    .find("traf/trun")
+                    .ok_or_else(|| anyhow!("moof without trun"))?
+                    .body(data);
+                pending_sizes = trun_sample_sizes(trun)?;
+                samples += pending_sizes.len();
+            }
+            "mdat" => {
+                let mut body = b.body(data);
+                for size in pending_sizes.drain(..) {
+                    let sample = body
+                        .get(..size)
+                        .ok_or_else(|| anyhow!("mdat shorter than trun says"))?;
+                    body = &body[size..];
+                    let au = length_prefixed_to_annexb(sample)?;
+                    if let Some(yuv) = decoder.decode(&au)? {
+                        frames += 1;
+                        dims = yuv.dimensions();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for yuv in decoder.flush_remaining()? {
+        frames += 1;
+        dims = yuv.dimensions();
+    }
+    Ok(Decoded {
+        frames,
+        width: dims.0,
+        height: dims.1,
+        codec,
+        samples,
+    })
+}
+
+fn parse_avcc(b: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let take = |b: &[u8], at: usize| -> anyhow::Result<(Vec<u8>, usize)> {
+        let len = u16::from_be_bytes([
+            *b.get(at).ok_or_else(|| anyhow!("short avcC"))?,
+            *b.get(at + 1).ok_or_else(|| anyhow!("short avcC"))?,
+        ]) as usize;
+        let nal = b
+            .get(at + 2..at + 2 + len)
+            .ok_or_else(|| anyhow!("short avcC"))?;
+        Ok((nal.to_vec(), at + 2 + len))
+    };
+    if b.len() < 7 || b[5] & 0x1f == 0 {
+        bail!("avcC has no SPS");
+    }
+    let (sps, next) = take(b, 6)?;
+    if b.get(next).copied().unwrap_or(0) == 0 {
+        bail!("avcC has no PPS");
+    }
+    let (pps, _) = take(b, next + 1)?;
+    Ok((sps, pps))
+}
+
+fn trun_sample_sizes(b: &[u8]) -> anyhow::Result<Vec<usize>> {
+    let u32_at = |at: usize| -> anyhow::Result<u32> {
+        let s = b.get(at..at + 4).ok_or_else(|| anyhow!("short trun"))?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let flags = u32_at(0)? & 0x00ff_ffff;
+    let count = u32_at(4)? as usize;
+    let mut at = 8;
+    if flags & 0x1 != 0 {
+        at += 4;
+    }
+    if flags & 0x4 != 0 {
+        at += 4;
+    }
+    if flags & 0x200 == 0 {
+        bail!("trun without per-sample sizes");
+    }
+    let mut sizes = Vec::with_capacity(count);
+    for _ in 0..count {
+        if flags & 0x100 != 0 {
+            at += 4;
+        }
+        sizes.push(u32_at(at)? as usize);
+        at += 4;
+        if flags & 0x400 != 0 {
+            at += 4;
+        }
+        if flags & 0x800 != 0 {
+            at += 4;
+        }
+    }
+    Ok(sizes)
+}
+
+fn length_prefixed_to_annexb(mut sample: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(sample.len() + 16);
+    while !sample.is_empty() {
+        let len = sample
+            .get(..4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
+            .ok_or_else(|| anyhow!("truncated NAL length"))?;
+        let nal = sample
+            .get(4..4 + len)
+            .ok_or_else(|| anyhow!("NAL runs past the sample"))?;
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+        sample = &sample[4 + len..];
+    }
+    Ok(out)
+}
