@@ -1,9 +1,11 @@
 //! Project automation: `cargo xtask <command>`.
 //!
 //! Benchmarks must run optimised:
-//! `cargo run --release -p xtask -- bench encoder [--quick] [--reps N]`.
+//! `cargo run --release -p xtask -- bench encoder [--quick] [--reps N] [--size WxH] [--frames N]`.
 
 mod bench_encoder;
+mod bench_server;
+mod check_layers;
 
 use anyhow::{Result, bail};
 
@@ -11,9 +13,18 @@ const USAGE: &str = "\
 usage: cargo run --release -p xtask -- <command>
 
 commands:
-  bench encoder [--quick] [--reps N]
+  bench encoder [--quick] [--reps N] [--size WxH] [--frames N]
       openh264 + fMP4 (in-process, 1 thread) vs ffmpeg libx264 over a pipe, same frames:
-      frames/s, bytes and PSNR at 1024x576 and 1920x1088 (--quick: one small run)
+      frames/s, CPU time, bytes and PSNR at 1024x576 and 1920x1088, 120 frames, 7 reps
+      (--quick: 1024x576, 48 frames, 3 reps; --size/--frames override)
+  bench latency [--quick]
+      mock-server (release, own process): segment_prompt_source -> first/last media byte,
+      p50/p99 at 256x256 and 1024x576
+  bench load [--sessions N] [--segments N]
+      N concurrent sessions (200) x N segments (3) at 256x256; every segment must arrive in
+      order and decode to its 24 frames; p50/p99 latency and server peak RSS
+  check-layers
+      fail when a crate depends on something its layer forbids (ARCHITECTURE.md)
   help
       this text";
 
@@ -22,10 +33,39 @@ fn main() -> Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["bench", "encoder", rest @ ..] => bench_encoder::run(rest),
+        ["bench", "latency", rest @ ..] => {
+            bench_server::latency(&root()?, rest.contains(&"--quick"))
+        }
+        ["bench", "load", rest @ ..] => {
+            let sessions = flag(rest, "--sessions")?.unwrap_or(200);
+            let segments = flag(rest, "--segments")?.unwrap_or(3);
+            bench_server::load(&root()?, sessions, segments as u32)
+        }
+        ["check-layers"] => check_layers::run(),
         [] | ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> Result<std::path::PathBuf> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))
+}
+
+/// `--name N` from `args`, if present.
+fn flag(args: &[&str], name: &str) -> Result<Option<usize>> {
+    match args.iter().position(|a| *a == name) {
+        None => Ok(None),
+        Some(i) => match args.get(i + 1).and_then(|v| v.parse().ok()) {
+            Some(v) => Ok(Some(v)),
+            None => bail!("{name} needs a number"),
+        },
     }
 }

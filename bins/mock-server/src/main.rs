@@ -32,8 +32,7 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match run(Args::parse()).await {
@@ -55,6 +54,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => {
             let loaded = ServeConfig::load(path)?;
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
             for key in &loaded.ignored {
                 tracing::info!(key, "config key accepted but not used by the mock server");
             }
@@ -75,7 +77,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let deps = fv_server::mock_deps(&config, Duration::from_millis(args.sleep_ms))
         .context("starting the worker pool")?;
-    let options = ServerOptions { web_ui: true };
+    let options = ServerOptions {
+        web_ui: true,
+        ..ServerOptions::default()
+    };
     let server = Server::bind(config, deps, options).await?;
     let addr = server.local_addr()?;
     tracing::info!("mock server listening on http://{addr}/ (WebSocket /v1/stream)");

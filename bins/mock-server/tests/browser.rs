@@ -42,7 +42,8 @@ fn missing_prerequisites(root: &Path) -> Vec<String> {
         .join("tests/browser/node_modules/playwright-core")
         .is_dir()
     {
-        missing.push("tests/browser/node_modules/playwright-core (cd tests/browser && npm ci)".into());
+        missing
+            .push("tests/browser/node_modules/playwright-core (cd tests/browser && npm ci)".into());
     }
     missing
 }

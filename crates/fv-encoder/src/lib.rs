@@ -5,9 +5,13 @@
 //! [`EncoderConfig::fragment_frames`] frames each. Every chunk is box-aligned, so a client can
 //! `appendBuffer` each one as it arrives.
 //!
-//! * Encoder: openh264 built from source (BSD-2), Constrained Baseline, `Complexity::Low`, one
-//!   thread, bitrate rate control that never skips frames, IDRs at segment start and every
-//!   [`EncoderConfig::idr_interval`] frames.
+//! * Encoder: openh264 built from source (BSD-2), Constrained Baseline (CAVLC),
+//!   `Complexity::Low`, one thread, bitrate rate control that never skips frames with a
+//!   quantiser floor ([`EncoderConfig::min_qp`]), IDRs at segment start and every
+//!   [`EncoderConfig::idr_interval`] frames. openh264's scene-change, background and
+//!   adaptive-quantisation passes are off (slower, and no better on generated content).
+//!   openh264 prints one warning line to stderr per encoder ("bitrate can't be controlled ...
+//!   without enabling skip frame"): expected, frames are never skipped on purpose.
 //! * Muxer: our own writer on mp4-atom boxes ([`StreamEncoder`] docs list the layout).
 //! * The MSE mime comes from the real SPS ([`codec_string`]), e.g.
 //!   `video/mp4; codecs="avc1.42c01f"`.
@@ -37,8 +41,9 @@ mod stream;
 pub mod testing;
 
 pub use config::{
-    BITRATE_RANGE, DEFAULT_BITRATE_BPS, DEFAULT_FRAGMENT_FRAMES, EncoderConfig, FPS_RANGE,
-    FRAGMENT_FRAMES_RANGE, MAX_IDR_INTERVAL, MAX_LONG_SIDE, MAX_SHORT_SIDE, MIN_DIMENSION,
+    BITRATE_RANGE, DEFAULT_BITRATE_BPS, DEFAULT_FRAGMENT_FRAMES, DEFAULT_MIN_QP, EncoderConfig,
+    FPS_RANGE, FRAGMENT_FRAMES_RANGE, MAX_IDR_INTERVAL, MAX_LONG_SIDE, MAX_QP, MAX_SHORT_SIDE,
+    MIN_DIMENSION,
 };
 pub use stream::{SegmentEncoder, StreamEncoder};
 
@@ -56,6 +61,7 @@ pub enum ChunkKind {
 /// A box-aligned piece of a segment's fMP4 byte stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
+    /// Init (`ftyp`+`moov`) or fragment (`moof`+`mdat`).
     pub kind: ChunkKind,
     /// The bytes to send; cheap to clone.
     pub data: Bytes,
@@ -68,13 +74,23 @@ pub struct Chunk {
 pub enum EncodeError {
     /// Width or height is odd; H.264 4:2:0 needs even sizes and this encoder neither pads nor crops.
     #[error("frame size {width}x{height} is odd; width and height must both be even")]
-    OddDimensions { width: u32, height: u32 },
+    OddDimensions {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+    },
     /// Width or height outside 16..=3840 (long side) / 16..=2160 (short side).
     #[error(
         "frame size {width}x{height} is out of range: each side must be at least {MIN_DIMENSION}, \
          the long side at most {MAX_LONG_SIDE} and the short side at most {MAX_SHORT_SIDE}"
     )]
-    DimensionsOutOfRange { width: u32, height: u32 },
+    DimensionsOutOfRange {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+    },
     /// Another config field is out of its range; the message names it.
     #[error("invalid encoder config: {0}")]
     InvalidConfig(String),
@@ -83,9 +99,13 @@ pub enum EncodeError {
         "frame is {width}x{height}, the encoder is configured for {expected_width}x{expected_height}"
     )]
     FrameSize {
+        /// Configured width.
         expected_width: u32,
+        /// Configured height.
         expected_height: u32,
+        /// Width of the pushed frame.
         width: u32,
+        /// Height of the pushed frame.
         height: u32,
     },
     /// `push` or `finish_segment` without an open segment.

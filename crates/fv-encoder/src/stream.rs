@@ -114,6 +114,8 @@ impl StreamEncoder {
             None => {
                 let (Some(sps), Some(pps), true) = (encoded.sps, encoded.pps, encoded.is_idr)
                 else {
+                    // Let the next push try again to open the segment with an IDR.
+                    self.h264.force_idr();
                     return Err(EncodeError::Bitstream(
                         "the first frame of a segment is not an IDR with SPS and PPS".into(),
                     ));

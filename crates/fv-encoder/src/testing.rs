@@ -2,8 +2,9 @@
 
 use fv_core::{Frame, FrameError};
 
-/// Frame `index` of a deterministic test clip: colour gradients drifting a few pixels per
-/// frame plus a white 64x64 box moving across, like the synthetic content in the stack notes.
+/// Frame `index` of a deterministic test clip: smooth colour gradients (one ramp across the
+/// frame per channel) panning (2, 1) pixels per frame, plus a white 64x64 box moving
+/// (8, 4) pixels per frame, like the synthetic content in the stack notes.
 /// The box sits on even coordinates so 4:2:0 chroma blocks never straddle its edges: the PSNR
 /// of a round trip then measures the codec, not chroma subsampling. Fails only for a zero size.
 pub fn test_pattern(width: u32, height: u32, index: u32) -> Result<Frame, FrameError> {
@@ -23,15 +24,22 @@ pub fn test_pattern(width: u32, height: u32, index: u32) -> Result<Frame, FrameE
             if inside {
                 px.copy_from_slice(&[255, 255, 255]);
             } else {
-                px[0] = ((x + 2 * t) * 255 / (w + 2 * t)) as u8;
-                px[1] = ((y + t) * 255 / (h + t)) as u8;
-                // A triangle wave: smooth, no wrap-around edge.
-                let b = ((x + y) / 2 + 3 * t) % 510;
-                px[2] = if b < 256 { b as u8 } else { (509 - b) as u8 };
+                // The whole colour field slides by (2, 1) pixels per frame, as a camera pan
+                // would move it: every channel moves the same way.
+                let (u, v) = (x + 2 * t, y + t);
+                px[0] = triangle(u * 255 / w);
+                px[1] = triangle(v * 255 / h);
+                px[2] = triangle((u + v) * 255 / (w + h) + 128);
             }
         }
     }
     Frame::from_rgb(width, height, rgb)
+}
+
+/// A triangle wave over 0..=255 with period 510: smooth, no wrap-around edge.
+fn triangle(n: usize) -> u8 {
+    let m = n % 510;
+    if m < 256 { m as u8 } else { (509 - m) as u8 }
 }
 
 /// PSNR in dB between two equally long 8-bit buffers; `f64::INFINITY` when identical,

@@ -155,7 +155,8 @@ fn moving_gradient_round_trips_with_high_psnr() {
     for (i, (d, src)) in decoded.iter().zip(&input).enumerate() {
         assert_eq!(d.len(), src.rgb().len());
         let p = psnr(d, src.rgb()).unwrap();
-        assert!(p > 30.0, "frame {i}: PSNR {p:.1} dB");
+        // About 43 dB at the defaults; 35 leaves margin yet catches a broken conversion/mux.
+        assert!(p > 35.0, "frame {i}: PSNR {p:.1} dB");
     }
 }
 

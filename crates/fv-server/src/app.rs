@@ -31,10 +31,22 @@ impl std::fmt::Debug for ServerDeps {
 }
 
 /// Server-level switches that are not part of the serve YAML.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Serve the browser player page at `/` (the mock server turns this on).
     pub web_ui: bool,
+    /// A client whose socket accepts nothing for this long is dropped, so a client that stops
+    /// reading cannot pin its worker or block shutdown. Default 30 s.
+    pub send_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            web_ui: false,
+            send_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Why the server could not start or stopped abnormally.
@@ -145,7 +157,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains: `/readyz` turns 503, new sessions are
     /// refused, in-flight segments get `streaming.shutdown_grace_seconds` to finish, and every
     /// session is closed with 1001.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let Server {
             listener,
             state,

@@ -861,6 +861,8 @@ impl ServeConfig {
         config.streaming.generation_segment_cap = 6;
         config.streaming.session_timeout_seconds = 120;
         config.streaming.max_sessions = 8;
+        // Several sessions generate at once (FastVideo's mock serves one at a time).
+        config.streaming.pool.num_workers = Some(4);
         config
     }
 

@@ -9,21 +9,23 @@
 use crate::app::AppState;
 use crate::error::Failure;
 use crate::metrics as m;
+use crate::outbox::Outbox;
 use crate::segment::{SegmentJob, SegmentOutcome, SegmentPlan};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
 use fv_core::GenerationRequest;
 use fv_encoder::StreamEncoder;
 use fv_pool::{Lease, QueuePosition};
 use fv_protocol::{
     ClientMessage, SegmentPromptSource, ServerMessage, SessionInitV2, StreamCompleteReason, close,
 };
-use fv_session::{Expiry, PersistedImage, Session, SessionHandle, SessionLog, SessionState, Toggle};
+use fv_session::{
+    Expiry, PersistedImage, Session, SessionHandle, SessionLog, SessionState, Toggle,
+};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,8 +36,43 @@ use tracing::Instrument;
 
 /// Prompts a client may queue ahead of the running segment.
 pub const MAX_PENDING_SEGMENTS: usize = 32;
-/// Outbound messages buffered per session before the producer waits for the socket.
-const OUTBOUND_BUFFER: usize = 256;
+/// Longest prompt (and negative prompt) accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 16 * 1024;
+/// Largest `num_inference_steps` a client may ask for.
+pub const MAX_STEPS: u32 = 1000;
+/// Largest `guidance_scale` a client may ask for.
+pub const MAX_GUIDANCE: f64 = 100.0;
+/// How long a new segment waits for the worker to finish a run that was cancelled (a failed
+/// segment's generator stops at its next step).
+const RUN_FREE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A validated `segment_prompt_source` waiting for its turn.
+struct PendingSegment {
+    prompt: String,
+    negative_prompt: Option<String>,
+    seed: i64,
+    steps: u32,
+    guidance: f64,
+    received: Instant,
+}
+
+/// Starts a run, waiting (bounded) while the worker finishes a cancelled one.
+async fn run_when_free(
+    lease: &mut Lease,
+    request: GenerationRequest,
+) -> Result<fv_pool::RunHandle, Failure> {
+    let deadline = tokio::time::Instant::now() + RUN_FREE_WAIT;
+    loop {
+        match lease.run(request.clone()) {
+            Err(fv_pool::PoolError::RunInProgress { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => return other.map_err(Failure::Run),
+        }
+    }
+}
 
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -57,6 +94,8 @@ enum Incoming {
     Text(Utf8Bytes),
     Binary,
     TooBig,
+    /// A text frame that is not valid UTF-8 (close 1007).
+    BadUtf8,
     Gone,
 }
 
@@ -69,100 +108,25 @@ async fn next_incoming(stream: &mut SplitStream<WebSocket>) -> Incoming {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_))) | None => return Incoming::Gone,
             Some(Err(e)) => {
-                let too_big = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string());
-                if too_big.contains("too long") || too_big.contains("too big") {
-                    return Incoming::TooBig;
-                }
-                tracing::debug!(error = %e, "websocket read error");
-                return Incoming::Gone;
-            }
-        }
-    }
-}
-
-/// Items for the socket writer task.
-pub(crate) enum Outbound {
-    Json(ServerMessage),
-    Binary(Bytes),
-    Close(u16, String),
-}
-
-/// The session's sending half. Cloneable so a running segment can send too.
-#[derive(Clone)]
-pub(crate) struct Outbox(mpsc::Sender<Outbound>);
-
-impl Outbox {
-    /// Sends a message; `false` when the client is gone.
-    pub async fn json(&self, msg: ServerMessage) -> bool {
-        self.0.send(Outbound::Json(msg)).await.is_ok()
-    }
-
-    pub async fn binary(&self, data: Bytes) -> bool {
-        m_bytes(data.len());
-        self.0.send(Outbound::Binary(data)).await.is_ok()
-    }
-
-    pub async fn close(&self, code: u16, reason: &str) {
-        let _ = self.0.send(Outbound::Close(code, reason.to_string())).await;
-    }
-
-    /// Sends the error frame for `failure` and, when the mapping says so, the close frame.
-    /// Returns `true` when the socket is being closed.
-    pub async fn fail(&self, failure: &Failure, log: Option<&SessionLog>) -> bool {
-        let wire = failure.wire();
-        let message = failure.to_string();
-        metrics::counter!(m::ERRORS_TOTAL, "code" => wire.code.as_str()).increment(1);
-        tracing::info!(code = wire.code.as_str(), %message, "error sent to client");
-        if let Some(log) = log {
-            log.event(
-                "error",
-                json!({"code": wire.code.as_str(), "message": message, "retryable": wire.retryable}),
-            );
-        }
-        self.json(ServerMessage::error(wire.code, message, wire.retryable))
-            .await;
-        match wire.close {
-            Some((code, reason)) => {
-                self.close(code, reason).await;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn m_bytes(n: usize) {
-    metrics::counter!(m::MEDIA_BYTES_TOTAL).increment(n as u64);
-}
-
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outbound>) {
-    while let Some(item) = rx.recv().await {
-        let msg = match item {
-            Outbound::Json(m) => Message::Text(m.to_json().into()),
-            Outbound::Binary(b) => Message::Binary(b),
-            Outbound::Close(code, reason) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
+                use tokio_tungstenite::tungstenite::Error as WsError;
+                // axum wraps the transport's error; the same tungstenite version is ours too.
+                let inner = e.into_inner();
+                return match inner.downcast_ref::<WsError>() {
+                    Some(WsError::Capacity(_)) => Incoming::TooBig,
+                    Some(WsError::Utf8(_)) => Incoming::BadUtf8,
+                    _ => {
+                        tracing::debug!(error = %inner, "websocket read error");
+                        Incoming::Gone
+                    }
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                break;
             }
-        };
-        if sink.send(msg).await.is_err() {
-            break;
         }
     }
-    let _ = sink.close().await;
 }
 
 async fn run_session(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-    let writer = tokio::spawn(write_loop(sink, rx));
-    let out = Outbox(tx);
+    let (out, writer) = Outbox::spawn(sink, state.options.send_timeout);
     match state.sessions.admit() {
         Err(e) => {
             tracing::warn!(%peer, error = %e, "session rejected");
@@ -173,6 +137,11 @@ async fn run_session(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) 
             metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
             let driver = Driver::new(state.clone(), handle, out.clone(), stream);
             let reason = driver.run().instrument(span).await;
+            // Every end the server chooses carries a close code; one not mapped elsewhere is
+            // ours to explain (1011), never a bare TCP drop.
+            if !out.close_sent() && !matches!(reason, "client_closed" | "client_gone") {
+                out.close(close::INTERNAL, "internal_error").await;
+            }
             metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
             metrics::counter!(m::SESSIONS_TOTAL, "reason" => reason).increment(1);
         }
@@ -189,7 +158,7 @@ struct Driver {
     out: Outbox,
     stream: SplitStream<WebSocket>,
     image: Option<PersistedImage>,
-    pending: VecDeque<(SegmentPromptSource, Instant)>,
+    pending: VecDeque<PendingSegment>,
     preset: Option<String>,
     /// Stream time at which the next segment starts (sum of finished segments' durations).
     stream_time_ms: f64,
@@ -234,8 +203,8 @@ impl Driver {
         self.log.event("session_start", json!({}));
         let reason = self.run_inner().await;
         let end_state = match reason {
-            "init_timeout" | "idle_timeout" => SessionState::Timeout,
-            "rejected" => SessionState::Rejected,
+            "init_timeout" | "idle_timeout" | "acquire_timeout" => SessionState::Timeout,
+            "rejected" | "gpu_unavailable" => SessionState::Rejected,
             "error" => SessionState::Error,
             _ => SessionState::Complete,
         };
@@ -252,7 +221,11 @@ impl Driver {
         if let Err(e) = self.state.deps.blobs.drop_session(&id).await {
             tracing::warn!(error = %e, "dropping session blobs failed");
         }
-        tracing::info!(reason, segments = self.session.segment_idx(), "session ended");
+        tracing::info!(
+            reason,
+            segments = self.session.segment_idx(),
+            "session ended"
+        );
         reason
     }
 
@@ -265,8 +238,11 @@ impl Driver {
                 return "shutdown";
             }
             expiry = self.handle.expired() => return self.expire(expiry).await,
+            _ = self.out.closed() => return "client_gone",
             incoming = next_incoming(&mut self.stream) => incoming,
         };
+        // Decoding and storing a large image takes a while: no timer may fire meanwhile.
+        self.handle.set_busy(true);
         let init = match first {
             Incoming::Text(text) => match fv_protocol::parse_client_message(&text) {
                 Ok(ClientMessage::SessionInitV2(init)) => init,
@@ -284,11 +260,17 @@ impl Driver {
                 return "rejected";
             }
             Incoming::TooBig => return self.too_big().await,
+            Incoming::BadUtf8 => return self.bad_utf8().await,
             Incoming::Gone => return "client_closed",
         };
         if let Err(f) = self.apply_init(init).await {
             self.fail(f).await;
             return "rejected";
+        }
+        // The reaper may have fired between the frame's arrival and `set_busy`: the init then
+        // came too late, and the session ends as it would have a moment earlier.
+        if let Some(expiry) = self.handle.expiry() {
+            return self.expire(expiry).await;
         }
         self.handle.mark_initialized();
 
@@ -328,11 +310,23 @@ impl Driver {
 
     async fn apply_init(&mut self, init: SessionInitV2) -> Result<(), Failure> {
         let max_image = self.state.config.streaming.max_init_image_bytes;
-        if let Some(value) = &init.initial_image {
-            if let Some(image) = fv_session::decode_initial_image(value, max_image)? {
-                let persisted = tokio::task::spawn_blocking(move || image.persist(None))
-                    .await
-                    .map_err(|e| Failure::Internal(format!("image writer task failed: {e}")))??;
+        if let Some(value) = init.initial_image.clone() {
+            // Base64 decoding of up to the image limit and the file write are blocking work.
+            let persisted = tokio::task::spawn_blocking(move || {
+                fv_session::decode_initial_image(&value, max_image)?
+                    .map(|image| image.persist(None))
+                    .transpose()
+            })
+            .await
+            .map_err(|e| Failure::Internal(format!("image task failed: {e}")))?
+            .map_err(|e| match e {
+                // A disk problem is ours, not the client's.
+                fv_session::InitImageError::Persist(io) => {
+                    Failure::Internal(format!("cannot store the initial image: {io}"))
+                }
+                other => Failure::BadImage(other),
+            })?;
+            if let Some(persisted) = persisted {
                 tracing::info!(path = %persisted.path().display(), "initial image stored");
                 self.image = Some(persisted);
             }
@@ -389,6 +383,7 @@ impl Driver {
                     return Err("shutdown");
                 }
                 res = &mut acquire => break res,
+                _ = self.out.closed() => return Err("client_gone"),
                 Some(pos) = updates.recv() => {
                     sent_any = true;
                     metrics::gauge!(m::QUEUE_DEPTH).set(pos.queue_depth as f64);
@@ -411,20 +406,25 @@ impl Driver {
                 return Err("client_closed");
             }
         }
-        if !sent_any {
-            let _ = self
-                .out
-                .json(queue_status(QueuePosition {
-                    position: 0,
-                    queue_depth: 0,
-                }))
-                .await;
-        }
         match result {
-            Ok(lease) => Ok(lease),
+            Ok(lease) => {
+                if !sent_any {
+                    // Granted at once: the client still learns it never waited.
+                    let zero = QueuePosition {
+                        position: 0,
+                        queue_depth: 0,
+                    };
+                    let _ = self.out.json(queue_status(zero)).await;
+                }
+                Ok(lease)
+            }
             Err(e) => {
+                let reason = match e {
+                    fv_pool::PoolError::AcquireTimeout(_) => "acquire_timeout",
+                    _ => "gpu_unavailable",
+                };
                 self.fail(Failure::Pool(e)).await;
-                Err("gpu_unavailable")
+                Err(reason)
             }
         }
     }
@@ -438,19 +438,23 @@ impl Driver {
             if running.is_none() {
                 if self.session.segment_idx() >= cap {
                     self.out
-                        .json(ServerMessage::Ltx2StreamComplete(fv_protocol::StreamComplete {
-                            reason: StreamCompleteReason::SegmentCap,
-                        }))
+                        .json(ServerMessage::Ltx2StreamComplete(
+                            fv_protocol::StreamComplete {
+                                reason: StreamCompleteReason::SegmentCap,
+                            },
+                        ))
                         .await;
-                    self.out.close(close::NORMAL, close::REASON_SEGMENT_CAP).await;
+                    self.out
+                        .close(close::NORMAL, close::REASON_SEGMENT_CAP)
+                        .await;
                     return "segment_cap";
                 }
                 if draining {
                     self.shutdown_close().await;
                     return "shutdown";
                 }
-                if let Some((req, received)) = self.pending.pop_front() {
-                    match self.start_segment(lease, &mut encoder, req, received).await {
+                if let Some(req) = self.pending.pop_front() {
+                    match self.start_segment(lease, &mut encoder, req).await {
                         Ok(task) => running = Some(task),
                         Err(f) => {
                             if self.fail(f).await {
@@ -499,6 +503,12 @@ impl Driver {
                     }
                     return self.expire(expiry).await;
                 }
+                _ = self.out.closed() => {
+                    if let Some(task) = running.take() {
+                        task.abort();
+                    }
+                    return "client_gone";
+                }
                 incoming = next_incoming(&mut self.stream) => {
                     if let Some(end) = self.on_incoming(incoming).await {
                         if let Some(task) = running.take() {
@@ -513,49 +523,72 @@ impl Driver {
         }
     }
 
-    /// Builds the request and spawns the segment task.
-    async fn start_segment(
-        &mut self,
-        lease: &mut Lease,
-        encoder: &mut Option<StreamEncoder>,
-        req: SegmentPromptSource,
-        received: Instant,
-    ) -> Result<tokio::task::JoinHandle<SegmentOutcome>, Failure> {
-        let config = &self.state.config;
-        let sampling = &config.default_request.sampling;
+    /// Checks a segment request when it arrives, so a bad one is answered at once instead of
+    /// when its turn comes.
+    fn validate_request(&self, req: SegmentPromptSource) -> Result<PendingSegment, Failure> {
+        let sampling = &self.state.config.default_request.sampling;
+        for (field, text) in [
+            ("prompt", Some(&req.prompt)),
+            ("negative_prompt", req.negative_prompt.as_ref()),
+        ] {
+            if let Some(text) = text.filter(|t| t.len() > MAX_PROMPT_BYTES) {
+                return Err(Failure::OutOfRange(format!(
+                    "segment_prompt_source.{field}: {} bytes is longer than the {MAX_PROMPT_BYTES} byte limit",
+                    text.len()
+                )));
+            }
+        }
         let steps = match req.num_inference_steps {
             None => sampling.num_inference_steps,
-            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) if (1..=i64::from(MAX_STEPS)).contains(&n) => n as u32,
             Some(n) => {
                 return Err(Failure::OutOfRange(format!(
-                    "segment_prompt_source.num_inference_steps: {n} is out of range (1..=1000)"
+                    "segment_prompt_source.num_inference_steps: {n} is out of range (1..={MAX_STEPS})"
                 )));
             }
         };
         let guidance = match req.guidance_scale {
             None => sampling.guidance_scale,
-            Some(g) if g.is_finite() && (0.0..=100.0).contains(&g) => g,
+            Some(g) if g.is_finite() && (0.0..=MAX_GUIDANCE).contains(&g) => g,
             Some(g) => {
                 return Err(Failure::OutOfRange(format!(
-                    "segment_prompt_source.guidance_scale: {g} is out of range (0..=100)"
+                    "segment_prompt_source.guidance_scale: {g} is out of range (0..={MAX_GUIDANCE})"
                 )));
             }
         };
         let negative_prompt = req
             .negative_prompt
-            .clone()
             .filter(|s| !s.is_empty())
-            .or_else(|| config.default_request.negative_prompt.clone());
+            .or_else(|| self.state.config.default_request.negative_prompt.clone());
+        Ok(PendingSegment {
+            prompt: req.prompt,
+            negative_prompt,
+            seed: req.seed.unwrap_or(sampling.seed),
+            steps,
+            guidance,
+            received: Instant::now(),
+        })
+    }
+
+    /// Builds the request and spawns the segment task.
+    async fn start_segment(
+        &mut self,
+        lease: &mut Lease,
+        encoder: &mut Option<StreamEncoder>,
+        req: PendingSegment,
+    ) -> Result<tokio::task::JoinHandle<SegmentOutcome>, Failure> {
+        let config = &self.state.config;
+        let sampling = &config.default_request.sampling;
         let segment_idx = self.session.segment_idx();
         let state = self.state.deps.store.get_state(self.handle.id()).await?;
         let request = GenerationRequest {
             session_id: self.handle.id().to_string(),
             segment_idx,
             prompt: req.prompt.clone(),
-            negative_prompt,
-            seed: req.seed.unwrap_or(sampling.seed),
-            num_inference_steps: steps,
-            guidance_scale: guidance,
+            negative_prompt: req.negative_prompt,
+            seed: req.seed,
+            num_inference_steps: req.steps,
+            guidance_scale: req.guidance,
             width: sampling.width,
             height: sampling.height,
             num_frames: sampling.num_frames,
@@ -563,7 +596,7 @@ impl Driver {
             image_path: self.image.as_ref().map(|i| i.path().to_path_buf()),
             state,
         };
-        let run = lease.run(request)?;
+        let run = run_when_free(lease, request).await?;
         let stream_encoder = match encoder.take() {
             Some(e) => e,
             None => StreamEncoder::new(crate::segment::encoder_config(config))?,
@@ -573,10 +606,10 @@ impl Driver {
             plan: SegmentPlan {
                 segment_idx,
                 prompt: req.prompt,
-                total_steps: steps,
+                total_steps: req.steps,
                 fps: sampling.fps,
                 pts_base_ms: self.stream_time_ms,
-                received,
+                received: req.received,
             },
             run,
             encoder: stream_encoder,
@@ -615,17 +648,24 @@ impl Driver {
                     }),
                 );
                 self.stream_time_ms += done.duration_ms;
-                if let Some(state) = done.state {
-                    if let Err(e) = self.state.deps.store.put_state(self.handle.id(), state).await
-                    {
-                        self.fail(Failure::Store(e)).await;
+                let stored = match done.state {
+                    Some(state) => {
+                        self.state
+                            .deps
+                            .store
+                            .put_state(self.handle.id(), state)
+                            .await
                     }
+                    None => Ok(()),
+                };
+                if let Err(e) = stored {
+                    self.fail(Failure::Store(e)).await;
                 }
                 self.session.complete_segment();
                 self.handle.set_segment_idx(self.session.segment_idx());
                 None
             }
-            Err(Failure::Generate(fv_core::GenerateError::Cancelled)) => {
+            Err(Failure::ClientGone) => {
                 metrics::counter!(m::SEGMENTS_TOTAL, "result" => "cancelled").increment(1);
                 None
             }
@@ -647,6 +687,7 @@ impl Driver {
         match incoming {
             Incoming::Gone => Some("client_closed"),
             Incoming::TooBig => Some(self.too_big().await),
+            Incoming::BadUtf8 => Some(self.bad_utf8().await),
             Incoming::Binary => {
                 self.fail(Failure::BinaryMessage).await;
                 None
@@ -666,21 +707,28 @@ impl Driver {
     async fn on_message(&mut self, msg: ClientMessage) {
         match msg {
             ClientMessage::SegmentPromptSource(req) => {
-                if self.pending.len() >= MAX_PENDING_SEGMENTS {
-                    self.fail(Failure::TooManyPending(MAX_PENDING_SEGMENTS))
-                        .await;
+                let checked = if self.pending.len() >= MAX_PENDING_SEGMENTS {
+                    Err(Failure::TooManyPending(MAX_PENDING_SEGMENTS))
                 } else {
-                    self.pending.push_back((req, Instant::now()));
+                    self.validate_request(req)
+                };
+                match checked {
+                    Ok(pending) => self.pending.push_back(pending),
+                    Err(f) => {
+                        self.fail(f).await;
+                    }
                 }
             }
             ClientMessage::SnapshotState => {
                 let reply = match self.state.deps.store.get_state(self.handle.id()).await {
-                    Ok(Some(state)) => Ok(ServerMessage::ContinuationStateSnapshot(fv_protocol::ContinuationStateSnapshot {
-                        state: fv_protocol::ContinuationStateWire {
-                            kind: state.kind,
-                            payload: state.payload,
+                    Ok(Some(state)) => Ok(ServerMessage::ContinuationStateSnapshot(
+                        fv_protocol::ContinuationStateSnapshot {
+                            state: fv_protocol::ContinuationStateWire {
+                                kind: state.kind,
+                                payload: state.payload,
+                            },
                         },
-                    })),
+                    )),
                     Ok(None) => Err(Failure::NoState),
                     Err(e) => Err(Failure::Store(e)),
                 };
@@ -697,9 +745,9 @@ impl Driver {
             ClientMessage::SessionInitV2(_) => {
                 tracing::debug!("ignoring repeated session_init_v2");
             }
-            ClientMessage::SeedPromptsUpdated(u) => {
-                self.session.apply_toggle(Toggle::SeedPrompts(u.seed_prompts))
-            }
+            ClientMessage::SeedPromptsUpdated(u) => self
+                .session
+                .apply_toggle(Toggle::SeedPrompts(u.seed_prompts)),
             ClientMessage::EnhancementUpdated(t) => {
                 self.session.apply_toggle(Toggle::Enhancement(t.enabled))
             }
@@ -709,9 +757,9 @@ impl Driver {
             ClientMessage::LoopGenerationUpdated(t) => {
                 self.session.apply_toggle(Toggle::LoopGeneration(t.enabled))
             }
-            ClientMessage::GenerationPausedUpdated(p) => {
-                self.session.apply_toggle(Toggle::GenerationPaused(p.paused))
-            }
+            ClientMessage::GenerationPausedUpdated(p) => self
+                .session
+                .apply_toggle(Toggle::GenerationPaused(p.paused)),
         }
     }
 
@@ -732,23 +780,34 @@ impl Driver {
             .await;
         if reason == "idle_timeout" {
             self.out
-                .json(ServerMessage::Ltx2StreamComplete(fv_protocol::StreamComplete {
-                    reason: StreamCompleteReason::StopRequested,
-                }))
+                .json(ServerMessage::Ltx2StreamComplete(
+                    fv_protocol::StreamComplete {
+                        reason: StreamCompleteReason::StopRequested,
+                    },
+                ))
                 .await;
         }
-        self.out.close(close::NORMAL, close::REASON_SESSION_TIMEOUT).await;
+        self.out
+            .close(close::NORMAL, close::REASON_SESSION_TIMEOUT)
+            .await;
         reason
     }
 
     /// Server shutdown: tell the client the stream is over, then close 1001.
     async fn shutdown_close(&mut self) {
         self.out
-            .json(ServerMessage::stream_complete(StreamCompleteReason::StopRequested))
+            .json(ServerMessage::stream_complete(
+                StreamCompleteReason::StopRequested,
+            ))
             .await;
         self.out
             .close(close::GOING_AWAY, close::REASON_SERVER_SHUTDOWN)
             .await;
+    }
+
+    async fn bad_utf8(&mut self) -> EndReason {
+        self.out.close(1007, "invalid UTF-8 in a text frame").await;
+        "invalid_utf8"
     }
 
     async fn too_big(&mut self) -> EndReason {

@@ -41,6 +41,12 @@ pub enum Failure {
     /// No worker could be had.
     #[error("{0}")]
     Pool(#[from] PoolError),
+    /// The bound worker could not start a run (it died, or is stuck finishing an old one).
+    #[error("{0}")]
+    Run(PoolError),
+    /// The client went away while the segment was being sent.
+    #[error("client disconnected")]
+    ClientGone,
     /// The generator failed or returned nothing.
     #[error("{0}")]
     Generate(#[from] GenerateError),
@@ -97,6 +103,13 @@ impl Failure {
                 Some((close::TRY_AGAIN_LATER, close::REASON_GPU_UNAVAILABLE)),
             ),
             Generate(_) | NoFrames | Encode(_) => (ErrorCode::WorkerFailed, true, None),
+            // Without a working worker the session cannot go on: reconnecting gets a new one.
+            Run(_) => (
+                ErrorCode::WorkerFailed,
+                true,
+                Some((close::INTERNAL, "worker_failed")),
+            ),
+            ClientGone => (ErrorCode::InternalError, false, None),
             Store(_) | Internal(_) => (ErrorCode::InternalError, true, None),
             NoState => (ErrorCode::InternalError, false, None),
         };

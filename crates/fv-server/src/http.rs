@@ -1,10 +1,10 @@
 //! Plain HTTP endpoints: health, readiness, status, metrics and the player page.
 
 use crate::app::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -81,7 +81,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "session_id": w.session_id,
                 "current_model_id": Value::Null,
                 "generator": w.generator,
-                "process_alive": true,
+                "process_alive": w.alive,
                 "warmup_enabled": w.warmup_ok.is_some(),
                 "warmup_success": w.warmup_ok.unwrap_or(true),
                 "warmup_error": w.warmup_error,

@@ -17,12 +17,14 @@ mod driver;
 mod error;
 mod http;
 pub mod metrics;
+mod outbox;
 mod segment;
 mod time;
 
 pub use app::{Server, ServerDeps, ServerError, ServerOptions};
-pub use driver::MAX_PENDING_SEGMENTS;
+pub use driver::{MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES};
 pub use error::{Failure, WireError};
+pub use outbox::OUTBOX_BYTES;
 
 use config::ServeConfig;
 use fv_core::{Generator, MockGenerator, MockGeneratorConfig};
@@ -68,7 +70,7 @@ pub fn deps_with_generators(
 /// Dependencies for a GPU-free server: `streaming.pool.num_workers` mock generators, each
 /// taking `segment_time` per segment.
 pub fn mock_deps(config: &ServeConfig, segment_time: Duration) -> Result<ServerDeps, ServerError> {
-    let workers = config.streaming.pool.num_workers.unwrap_or(1).max(1);
+    let workers = config.streaming.pool.workers();
     let generators = (0..workers)
         .map(|_| {
             Box::new(MockGenerator::new(MockGeneratorConfig {

@@ -4,13 +4,16 @@
 //! soon as it is muxed, so the first media bytes leave before the segment is fully encoded.
 
 use crate::config::ServeConfig;
-use crate::driver::Outbox;
 use crate::error::Failure;
+use crate::outbox::Outbox;
 use fv_core::{ContinuationState, Frame};
 use fv_encoder::{Chunk, ChunkKind, EncoderConfig, StreamEncoder};
 use fv_pool::{RunEvent, RunHandle};
 use fv_protocol::{MediaMode, ServerMessage};
 use std::time::Instant;
+
+/// How long a failed segment waits for its cancelled generator to return.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Encoder settings for every segment of a server.
 pub(crate) fn encoder_config(config: &ServeConfig) -> EncoderConfig {
@@ -141,7 +144,7 @@ impl Media {
     fn gone_if(&self, gone: bool) -> Result<(), Failure> {
         if gone {
             // The client left; the driver notices on its side and ends the session.
-            Err(Failure::Generate(fv_core::GenerateError::Cancelled))
+            Err(Failure::ClientGone)
         } else {
             Ok(())
         }
@@ -174,10 +177,28 @@ pub(crate) async fn run(job: SegmentJob) -> SegmentOutcome {
     encoder.start_segment();
     media.encoder = Some(encoder);
     let result = drive(&plan, &mut run, &mut media, &out).await;
-    SegmentOutcome {
-        encoder: media.encoder.take(),
-        result,
+    if result.is_err() {
+        // Stop the generator and wait for its run to end, so the worker is ready when the
+        // client retries (a run still in progress would refuse the next one).
+        run.cancel();
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while let Some(event) = run.next().await {
+                if matches!(event, RunEvent::Done(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(?DRAIN_LIMIT, "generator did not stop after cancellation");
+        }
     }
+    // An encoder that failed may be left in a bad state: the next segment gets a fresh one.
+    let encoder = match &result {
+        Err(Failure::Encode(_)) => None,
+        _ => media.encoder.take(),
+    };
+    SegmentOutcome { encoder, result }
 }
 
 async fn drive(
@@ -201,11 +222,12 @@ async fn drive(
             return Err(Failure::Internal("worker went away mid-segment".into()));
         };
         match event {
-            RunEvent::Step { step, total } => {
+            RunEvent::Step { step, .. } => {
+                // total_steps is what ltx2_segment_start announced, whatever the generator says.
                 let msg = ServerMessage::StepComplete(fv_protocol::StepComplete {
                     segment_idx: idx,
                     step,
-                    total_steps: total,
+                    total_steps: plan.total_steps,
                     stage: "denoise".into(),
                 });
                 media.gone_if(!out.json(msg).await)?;

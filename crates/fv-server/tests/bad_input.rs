@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-async fn first_frame_rejected(server: &TestServer, frame: &str) -> anyhow::Result<(Value, u16, String)> {
+async fn first_frame_rejected(
+    server: &TestServer,
+    frame: &str,
+) -> anyhow::Result<(Value, u16, String)> {
     let mut c = server.connect().await?;
     c.send_text(frame).await?;
     let err = c.expect("error").await?;
@@ -29,10 +32,22 @@ async fn bad_first_frames_get_invalid_message_and_1003() -> anyhow::Result<()> {
         ("[1, 2]", "invalid_init"),
         (r#"{"no_type": 1}"#, "invalid_init"),
         (r#"{"type": "bogus"}"#, "invalid_init"),
-        (r#"{"type": "session_init_v2", "stream_mode": "hls"}"#, "invalid_init"),
-        (r#"{"type": "session_init_v2", "curated_prompts": "not a list"}"#, "invalid_init"),
-        (r#"{"type": "session_init_v2", "initial_image": "x"}"#, "invalid_init"),
-        (r#"{"type": "segment_prompt_source", "prompt": "too early"}"#, "expected_session_init_v2"),
+        (
+            r#"{"type": "session_init_v2", "stream_mode": "hls"}"#,
+            "invalid_init",
+        ),
+        (
+            r#"{"type": "session_init_v2", "curated_prompts": "not a list"}"#,
+            "invalid_init",
+        ),
+        (
+            r#"{"type": "session_init_v2", "initial_image": "x"}"#,
+            "invalid_init",
+        ),
+        (
+            r#"{"type": "segment_prompt_source", "prompt": "too early"}"#,
+            "expected_session_init_v2",
+        ),
         (r#"{"type": "snapshot_state"}"#, "expected_session_init_v2"),
     ];
     for (frame, expected_reason) in cases {
@@ -50,7 +65,13 @@ async fn bad_first_frames_get_invalid_message_and_1003() -> anyhow::Result<()> {
         r#"{"type": "session_init_v2", "stream_mode": "hls"}"#,
     )
     .await?;
-    assert!(err["message"].as_str().unwrap_or_default().contains("stream_mode"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stream_mode"),
+        "{err}"
+    );
     // The server still serves a well-behaved client.
     let mut ok = server.connect().await?;
     ok.init().await?;
@@ -78,9 +99,18 @@ async fn bad_later_frames_are_retryable_errors_and_the_session_goes_on() -> anyh
         ("{not json", ""),
         (r#"{"type": "wat"}"#, "type"),
         (r#"{"type": "segment_prompt_source"}"#, "prompt"),
-        (r#"{"type": "segment_prompt_source", "prompt": "p", "seed": "abc"}"#, "seed"),
-        (r#"{"type": "enhancement_updated", "enabled": "maybe"}"#, "enabled"),
-        (r#"{"type": "segment_prompt_source", "prompt": "p", "num_inference_steps": 0}"#, "num_inference_steps"),
+        (
+            r#"{"type": "segment_prompt_source", "prompt": "p", "seed": "abc"}"#,
+            "seed",
+        ),
+        (
+            r#"{"type": "enhancement_updated", "enabled": "maybe"}"#,
+            "enabled",
+        ),
+        (
+            r#"{"type": "segment_prompt_source", "prompt": "p", "num_inference_steps": 0}"#,
+            "num_inference_steps",
+        ),
     ];
     for (frame, field) in cases {
         c.send_text(frame).await?;
@@ -106,7 +136,10 @@ async fn oversized_frames_close_with_1009() -> anyhow::Result<()> {
     let server = TestServer::start(config).await?;
     // As the first frame.
     let mut c = server.connect().await?;
-    let big = format!(r#"{{"type":"session_init_v2","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"type":"session_init_v2","pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     c.send_text(&big).await?;
     let (code, reason) = c.expect_close().await?;
     assert_eq!(code, 1009);
@@ -136,19 +169,40 @@ async fn bad_initial_images_are_rejected_with_an_error_frame() -> anyhow::Result
     let server = TestServer::start(config).await?;
     let good = B64.encode(png_bytes());
     let cases = [
-        (json!({"mime": "image/gif", "data": good}), "initial_image.mime"),
-        (json!({"mime": "image/png", "data": "not*base64"}), "initial_image.data"),
-        (json!({"mime": "image/png", "data": format!(" {good}")}), "initial_image.data"),
-        (json!({"mime": "image/png", "data": ""}), "initial_image.data"),
-        (json!({"mime": "image/png", "data": 5}), "initial_image.data"),
-        (json!({"mime": "image/png", "data": B64.encode(vec![0x89; 2048])}), "initial_image.data"),
-        (json!({"mime": "image/jpeg", "data": good}), "initial_image.data"),
+        (
+            json!({"mime": "image/gif", "data": good}),
+            "initial_image.mime",
+        ),
+        (
+            json!({"mime": "image/png", "data": "not*base64"}),
+            "initial_image.data",
+        ),
+        (
+            json!({"mime": "image/png", "data": format!(" {good}")}),
+            "initial_image.data",
+        ),
+        (
+            json!({"mime": "image/png", "data": ""}),
+            "initial_image.data",
+        ),
+        (
+            json!({"mime": "image/png", "data": 5}),
+            "initial_image.data",
+        ),
+        (
+            json!({"mime": "image/png", "data": B64.encode(vec![0x89; 2048])}),
+            "initial_image.data",
+        ),
+        (
+            json!({"mime": "image/jpeg", "data": B64.encode(b"GIF89a is not accepted")}),
+            "initial_image.data",
+        ),
     ];
     for (image, field) in cases {
         let mut c = server.connect().await?;
         c.send_json(&json!({"type": "session_init_v2", "initial_image": image}))
             .await?;
-        let err = c.expect("error").await?;
+        let err = anyhow::Context::with_context(c.expect("error").await, || format!("{image}"))?;
         assert_eq!(err["code"], "invalid_message", "{image}");
         let message = err["message"].as_str().unwrap_or_default();
         assert!(message.contains(field), "{image}: {message}");
@@ -172,5 +226,24 @@ async fn client_close_mid_session_is_a_clean_end() -> anyhow::Result<()> {
     let (_, body) = server.get("/health").await?;
     let health: Value = serde_json::from_str(&body)?;
     assert!(health["sessions"].as_u64().is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_closes_1007() -> anyhow::Result<()> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start(test_config()).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
+    let frame = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await?;
+    use futures_util::StreamExt;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await?;
+    match next {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1007),
+        other => panic!("expected close 1007, got {other:?}"),
+    }
     Ok(())
 }

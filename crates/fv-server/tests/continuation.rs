@@ -15,7 +15,10 @@ async fn snapshot_without_state_is_internal_error_and_the_session_goes_on() -> a
     let err = c.expect("error").await?;
     assert_eq!(err["code"], "internal_error");
     assert_eq!(err["retryable"], false);
-    assert_eq!(err["message"], "no continuation state available for session");
+    assert_eq!(
+        err["message"],
+        "no continuation state available for session"
+    );
     c.segment("still open").await?;
     Ok(())
 }
@@ -35,7 +38,10 @@ async fn hydrated_state_is_returned_verbatim_and_reaches_the_generator() -> anyh
     // The first segment gets the hydrated state; afterwards the generator's own state wins.
     c.segment("continue").await?;
     let requests = observed.requests();
-    let seen = requests[0].state.as_ref().expect("state passed to the generator");
+    let seen = requests[0]
+        .state
+        .as_ref()
+        .expect("state passed to the generator");
     assert_eq!(seen.kind, "ltx2.v1");
     assert_eq!(seen.payload["segment_index"], 4);
     c.send_json(&json!({"type": "snapshot_state"})).await?;
@@ -56,10 +62,18 @@ async fn hydrated_state_is_returned_verbatim_and_reaches_the_generator() -> anyh
 async fn malformed_continuation_state_is_rejected_naming_the_field() -> anyhow::Result<()> {
     let server = TestServer::start(test_config()).await?;
     let mut c = server.connect().await?;
-    c.send_json(&json!({"type": "session_init_v2", "continuation_state": {"kind": 3, "payload": []}}))
-        .await?;
+    c.send_json(
+        &json!({"type": "session_init_v2", "continuation_state": {"kind": 3, "payload": []}}),
+    )
+    .await?;
     let err = c.expect("error").await?;
-    assert!(err["message"].as_str().unwrap_or_default().contains("continuation_state"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("continuation_state"),
+        "{err}"
+    );
     assert_eq!(c.expect_close().await?.0, 1003);
     Ok(())
 }
@@ -74,16 +88,32 @@ async fn initial_image_is_persisted_for_the_session_and_removed_after() -> anyho
     png.extend_from_slice(b"rest of a png");
     let data = base64::engine::general_purpose::STANDARD.encode(&png);
     let mut c = server.connect().await?;
-    c.init_with(json!({"initial_image": {"mime": "image/png", "name": "../../etc/cat.png", "data": data}}))
-        .await?;
+    c.init_with(
+        json!({"initial_image": {"mime": "image/png", "name": "../../etc/cat.png", "data": data}}),
+    )
+    .await?;
     c.segment("one").await?;
     c.segment("two").await?;
     let requests = observed.requests();
-    let path = requests[0].image_path.clone().expect("image path passed to the generator");
-    assert_eq!(requests[1].image_path.as_ref(), Some(&path), "same image for every segment");
-    assert!(path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("fastvideo-init-") && n.ends_with(".png")));
+    let path = requests[0]
+        .image_path
+        .clone()
+        .expect("image path passed to the generator");
+    assert_eq!(
+        requests[1].image_path.as_ref(),
+        Some(&path),
+        "same image for every segment"
+    );
+    assert!(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("fastvideo-init-") && n.ends_with(".png"))
+    );
     assert_eq!(std::fs::read(&path)?, png);
-    assert_eq!(*observed.image_existed.lock().expect("lock"), vec![true, true]);
+    assert_eq!(
+        *observed.image_existed.lock().expect("lock"),
+        vec![true, true]
+    );
     c.close(1000, "bye").await?;
     let _ = c.recv().await;
     // Removal happens when the session task ends; give it a moment.

@@ -10,7 +10,10 @@ async fn health_endpoints_have_the_upstream_shapes() -> anyhow::Result<()> {
     let (code, body) = server.get("/health").await?;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body)?;
-    assert_eq!(v, json!({"status": "ok", "sessions": 0, "stream_mode": "av_fmp4"}));
+    assert_eq!(
+        v,
+        json!({"status": "ok", "sessions": 0, "stream_mode": "av_fmp4"})
+    );
     let (code, body) = server.get("/healthz").await?;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body)?;
@@ -113,11 +116,11 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     // While draining, readiness is 503 and new sessions are refused.
     let mut saw_draining = false;
     for _ in 0..50 {
-        if let Ok((code, body)) = fv_testkit::http_get(addr, "/readyz").await {
-            if code == 503 && body.contains("draining") {
-                saw_draining = true;
-                break;
-            }
+        if let Ok((503, body)) = fv_testkit::http_get(addr, "/readyz").await
+            && body.contains("draining")
+        {
+            saw_draining = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -127,7 +130,76 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     assert!(t.find("media_segment_complete").is_some());
     let end = c.expect("ltx2_stream_complete").await?;
     assert_eq!(end["reason"], "stop_requested");
-    assert_eq!(c.expect_close().await?, (1001, "server_shutdown".to_string()));
+    assert_eq!(
+        c.expect_close().await?,
+        (1001, "server_shutdown".to_string())
+    );
     server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn session_events_are_logged_as_jsonl() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = test_config();
+    config.streaming.session_log_dir = Some(dir.path().display().to_string());
+    let server = TestServer::start(config).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    c.segment("logged prompt").await?;
+    c.send_text("garbage").await?;
+    c.expect("error").await?;
+    c.close(1000, "bye").await?;
+    let _ = c.recv().await;
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let files: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
+        if let Some(f) = files.first() {
+            let text = std::fs::read_to_string(f.path())?;
+            events = text
+                .lines()
+                .map(serde_json::from_str::<Value>)
+                .collect::<Result<Vec<_>, _>>()?;
+            if events.iter().any(|e| e["event"] == "session_end") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let names: Vec<_> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or(""))
+        .collect();
+    for expected in [
+        "session_start",
+        "session_init",
+        "gpu_assigned",
+        "segment",
+        "error",
+        "session_end",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let segment = events
+        .iter()
+        .find(|e| e["event"] == "segment")
+        .expect("segment");
+    assert_eq!(segment["payload"]["prompt"], "logged prompt");
+    assert!(segment["payload"]["generation_ms"].as_f64().is_some());
+    assert!(segment["payload"]["encode_ms"].as_f64().is_some());
+    let end = events
+        .iter()
+        .find(|e| e["event"] == "session_end")
+        .expect("end");
+    assert_eq!(end["payload"]["reason"], "client_closed");
+    assert_eq!(end["payload"]["segments"], 1);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["session_id"].is_string() && e["ts"].is_string())
+    );
     Ok(())
 }

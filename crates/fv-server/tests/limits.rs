@@ -40,7 +40,10 @@ async fn idle_timeout_sends_session_timeout_then_closes_1000() -> anyhow::Result
     assert_eq!(timeout["timeout_seconds"], 1);
     let end = c.expect("ltx2_stream_complete").await?;
     assert_eq!(end["reason"], "stop_requested");
-    assert_eq!(c.expect_close().await?, (1000, "session_timeout".to_string()));
+    assert_eq!(
+        c.expect_close().await?,
+        (1000, "session_timeout".to_string())
+    );
     Ok(())
 }
 
@@ -56,7 +59,13 @@ async fn the_idle_timer_does_not_run_while_a_segment_generates() -> anyhow::Resu
     c.init().await?;
     // 15 steps x 100 ms is longer than the 1 s idle timeout; the segment must still complete.
     let t = c.segment("long").await?;
-    assert_eq!(t.messages.iter().filter(|m| m["type"] == "step_complete").count(), 15);
+    assert_eq!(
+        t.messages
+            .iter()
+            .filter(|m| m["type"] == "step_complete")
+            .count(),
+        15
+    );
     Ok(())
 }
 
@@ -72,11 +81,17 @@ async fn init_timeout_frees_the_slot_of_a_silent_socket() -> anyhow::Result<()> 
     let err = second.expect("error").await?;
     assert_eq!(err["code"], "session_rejected");
     assert_eq!(err["retryable"], false);
-    assert_eq!(second.expect_close().await?, (1013, "session_rejected".to_string()));
+    assert_eq!(
+        second.expect_close().await?,
+        (1013, "session_rejected".to_string())
+    );
     // The silent one is timed out with a message and a close frame.
     let t = silent.expect("session_timeout").await?;
     assert_eq!(t["timeout_seconds"], 1);
-    assert_eq!(silent.expect_close().await?, (1000, "session_timeout".to_string()));
+    assert_eq!(
+        silent.expect_close().await?,
+        (1000, "session_timeout".to_string())
+    );
     // ... and the slot is free again.
     let mut third = poll_until_admitted(&server).await?;
     third.segment("ok").await?;
@@ -113,7 +128,8 @@ async fn many_sessions_run_at_once_up_to_max_sessions() -> anyhow::Result<()> {
     }
     let mut fifth = server.connect().await?;
     assert_eq!(fifth.expect("error").await?["code"], "session_rejected");
-    let results = futures_util::future::join_all(clients.iter_mut().map(|c| c.segment("together"))).await;
+    let results =
+        futures_util::future::join_all(clients.iter_mut().map(|c| c.segment("together"))).await;
     for r in results {
         r?;
     }
@@ -128,16 +144,27 @@ async fn sessions_wait_in_a_fifo_queue_with_real_positions() -> anyhow::Result<(
     let mut first = server.connect().await?;
     first.init().await?;
     let mut second = server.connect().await?;
-    second.send_json(&json!({"type": "session_init_v2"})).await?;
+    second
+        .send_json(&json!({"type": "session_init_v2"}))
+        .await?;
     let q = second.expect("queue_status").await?;
-    assert_eq!((q["position"].as_u64(), q["queue_depth"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (q["position"].as_u64(), q["queue_depth"].as_u64()),
+        (Some(1), Some(1))
+    );
     let mut third = server.connect().await?;
     third.send_json(&json!({"type": "session_init_v2"})).await?;
     let q = third.expect("queue_status").await?;
-    assert_eq!((q["position"].as_u64(), q["queue_depth"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (q["position"].as_u64(), q["queue_depth"].as_u64()),
+        (Some(2), Some(2))
+    );
     // The second sees the depth grow behind it.
     let q = second.expect("queue_status").await?;
-    assert_eq!((q["position"].as_u64(), q["queue_depth"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (q["position"].as_u64(), q["queue_depth"].as_u64()),
+        (Some(1), Some(2))
+    );
     // The first leaves: the second gets the worker, the third moves up.
     first.close(1000, "done").await?;
     loop {
@@ -149,7 +176,10 @@ async fn sessions_wait_in_a_fifo_queue_with_real_positions() -> anyhow::Result<(
     }
     second.expect("ltx2_stream_start").await?;
     let q = third.expect("queue_status").await?;
-    assert_eq!((q["position"].as_u64(), q["queue_depth"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (q["position"].as_u64(), q["queue_depth"].as_u64()),
+        (Some(1), Some(1))
+    );
     second.segment("served").await?;
     Ok(())
 }
@@ -164,11 +194,15 @@ async fn acquire_timeout_and_full_queue_are_gpu_unavailable_1013() -> anyhow::Re
     let mut holder = server.connect().await?;
     holder.init().await?;
     let mut waiter = server.connect().await?;
-    waiter.send_json(&json!({"type": "session_init_v2"})).await?;
+    waiter
+        .send_json(&json!({"type": "session_init_v2"}))
+        .await?;
     assert_eq!(waiter.expect("queue_status").await?["position"], 1);
     // The queue holds one: the next is refused at once.
     let mut refused = server.connect().await?;
-    refused.send_json(&json!({"type": "session_init_v2"})).await?;
+    refused
+        .send_json(&json!({"type": "session_init_v2"}))
+        .await?;
     let err = loop {
         let m = refused.recv_json().await?;
         if m["type"] == "error" {
@@ -177,7 +211,10 @@ async fn acquire_timeout_and_full_queue_are_gpu_unavailable_1013() -> anyhow::Re
     };
     assert_eq!(err["code"], "gpu_unavailable");
     assert_eq!(err["retryable"], true);
-    assert_eq!(refused.expect_close().await?, (1013, "gpu_unavailable".to_string()));
+    assert_eq!(
+        refused.expect_close().await?,
+        (1013, "gpu_unavailable".to_string())
+    );
     // The waiter times out after acquire_timeout_seconds.
     let err = loop {
         let m = waiter.recv_json().await?;
@@ -236,7 +273,10 @@ async fn worker_failures_are_retryable_and_do_not_count_as_segments() -> anyhow:
     assert_eq!(err["retryable"], true);
     // The socket stays open and the failed segment did not consume an index.
     let t = c.segment("fine").await?;
-    assert_eq!(t.find("ltx2_segment_start").expect("start")["segment_idx"], 0);
+    assert_eq!(
+        t.find("ltx2_segment_start").expect("start")["segment_idx"],
+        0
+    );
     Ok(())
 }
 
@@ -261,6 +301,138 @@ async fn a_generator_without_frames_is_worker_failed() -> anyhow::Result<()> {
     };
     assert!(!saw_media);
     assert_eq!(err["code"], "worker_failed");
-    assert!(err["message"].as_str().unwrap_or_default().contains("no frames"));
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no frames")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_segment_can_be_retried_at_once() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.pool.num_workers = Some(1);
+    config.default_request.sampling.num_inference_steps = 20;
+    let (gens, _) = test_generators(
+        1,
+        Duration::from_millis(30),
+        Behaviour::BadFrameOnPromptBadframe,
+    );
+    let deps = fv_server::deps_with_generators(&config, gens)?;
+    let server = TestServer::start_with(config, deps).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": "badframe"}))
+        .await?;
+    // The retry is queued right behind the failing segment, while its generator still runs.
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": "retry"}))
+        .await?;
+    let err = loop {
+        let m = c.recv_json().await?;
+        if m["type"] == "error" {
+            break m;
+        }
+    };
+    assert_eq!(err["code"], "worker_failed", "{err}");
+    assert_eq!(err["retryable"], true);
+    let t = c.collect_segment().await?;
+    let start = t.find("ltx2_segment_start").expect("start");
+    assert_eq!(start["prompt"], "retry");
+    assert_eq!(start["segment_idx"], 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_frees_its_worker() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.pool.num_workers = Some(1);
+    config.streaming.generation_segment_cap = 1000;
+    config.default_request.sampling.width = 512;
+    config.default_request.sampling.height = 512;
+    config.default_request.sampling.num_frames = 24;
+    let (gens, _) = test_generators(1, Duration::ZERO, Behaviour::Noise);
+    let deps = fv_server::deps_with_generators(&config, gens)?;
+    let options = fv_server::ServerOptions {
+        send_timeout: Duration::from_secs(1),
+        ..fv_server::ServerOptions::default()
+    };
+    let server = TestServer::start_with_options(config, deps, options).await?;
+    let mut stalled = server.connect().await?;
+    stalled.init().await?;
+    // Incompressible segments, far more than socket buffers and the outbox hold; never read.
+    for i in 0..fv_server::MAX_PENDING_SEGMENTS {
+        stalled
+            .send_json(&json!({"type": "segment_prompt_source", "prompt": format!("p{i}")}))
+            .await?;
+    }
+    // The only worker is released once the writer gives up on the stalled client (with no
+    // send timeout this waits for the idle timeout and fails on the receive guard).
+    let mut next = server.connect().await?;
+    next.init().await?;
+    next.segment("served").await?;
+    drop(stalled);
+    Ok(())
+}
+
+#[tokio::test]
+async fn overlong_prompts_are_refused_naming_the_field() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    let long = "x".repeat(fv_server::MAX_PROMPT_BYTES + 1);
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": long}))
+        .await?;
+    let err = c.expect("error").await?;
+    assert_eq!(err["code"], "invalid_message");
+    assert_eq!(err["retryable"], true);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("segment_prompt_source.prompt")
+    );
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": "ok", "negative_prompt": "y".repeat(fv_server::MAX_PROMPT_BYTES + 1)}))
+        .await?;
+    let err = c.expect("error").await?;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("negative_prompt")
+    );
+    // The limit itself is accepted.
+    c.segment(&"z".repeat(fv_server::MAX_PROMPT_BYTES)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn pending_prompts_are_capped() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.default_request.sampling.num_inference_steps = 50;
+    let (gens, _) = test_generators(2, Duration::from_millis(20), Behaviour::Normal);
+    let deps = fv_server::deps_with_generators(&config, gens)?;
+    let server = TestServer::start_with(config, deps).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    // One runs, MAX_PENDING_SEGMENTS wait, the next is refused.
+    for i in 0..fv_server::MAX_PENDING_SEGMENTS + 2 {
+        c.send_json(&json!({"type": "segment_prompt_source", "prompt": format!("p{i}")}))
+            .await?;
+    }
+    let err = loop {
+        let m = c.recv_json().await?;
+        if m["type"] == "error" {
+            break m;
+        }
+    };
+    assert_eq!(err["code"], "invalid_message");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pending")
+    );
     Ok(())
 }

@@ -11,9 +11,15 @@ async fn session_opens_with_queue_status_gpu_assigned_and_stream_start() -> anyh
     let seen = c
         .init_with(json!({"preset": "p1", "client_id": "c1", "some_future_key": [1, 2]}))
         .await?;
-    let types: Vec<_> = seen.iter().map(|m| m["type"].as_str().unwrap_or("")).collect();
+    let types: Vec<_> = seen
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(types, ["queue_status", "gpu_assigned", "ltx2_stream_start"]);
-    assert_eq!(seen[0], json!({"type": "queue_status", "position": 0, "queue_depth": 0}));
+    assert_eq!(
+        seen[0],
+        json!({"type": "queue_status", "position": 0, "queue_depth": 0})
+    );
     assert_eq!(seen[1]["session_timeout"], 120);
     assert!(seen[1]["gpu_id"].is_u64());
     assert_eq!(
@@ -29,7 +35,10 @@ async fn null_fields_are_omitted() -> anyhow::Result<()> {
     let mut c = server.connect().await?;
     let seen = c.init().await?;
     let start = seen.last().expect("stream start");
-    assert!(start.get("preset").is_none(), "no preset key when none was sent: {start}");
+    assert!(
+        start.get("preset").is_none(),
+        "no preset key when none was sent: {start}"
+    );
     Ok(())
 }
 
@@ -68,7 +77,13 @@ async fn segment_order_steps_and_media() -> anyhow::Result<()> {
         .messages
         .iter()
         .filter(|m| m["type"] == "step_complete")
-        .map(|m| (m["step"].as_u64(), m["total_steps"].as_u64(), m["stage"].clone()))
+        .map(|m| {
+            (
+                m["step"].as_u64(),
+                m["total_steps"].as_u64(),
+                m["stage"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         steps,
@@ -175,9 +190,15 @@ async fn client_seed_and_steps_override_the_defaults() -> anyhow::Result<()> {
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "p", "seed": "7", "num_inference_steps": 4}))
         .await?;
     let t = c.collect_segment().await?;
-    assert_eq!(t.find("ltx2_segment_start").expect("start")["total_steps"], 4);
     assert_eq!(
-        t.messages.iter().filter(|m| m["type"] == "step_complete").count(),
+        t.find("ltx2_segment_start").expect("start")["total_steps"],
+        4
+    );
+    assert_eq!(
+        t.messages
+            .iter()
+            .filter(|m| m["type"] == "step_complete")
+            .count(),
         4
     );
     Ok(())
@@ -201,5 +222,36 @@ async fn toggles_and_repeated_init_get_no_reply() -> anyhow::Result<()> {
     // The next thing the client sees is the segment it asks for: nothing answered the toggles.
     let t = c.segment("after toggles").await?;
     assert_eq!(t.order[0], "ltx2_segment_start");
+    Ok(())
+}
+
+#[tokio::test]
+async fn media_reaches_the_client_before_generation_finishes() -> anyhow::Result<()> {
+    use fv_testkit::Received;
+    use fv_testkit::generators::{Behaviour, test_generators};
+    let mut config = test_config();
+    config.default_request.sampling.num_frames = 12;
+    config.streaming.fragment_frames = 4;
+    let (gens, observed) = test_generators(1, std::time::Duration::ZERO, Behaviour::GatedFrames);
+    let deps = fv_server::deps_with_generators(&config, gens)?;
+    let server = TestServer::start_with(config, deps).await?;
+    let mut c = server.connect().await?;
+    c.init().await?;
+    c.send_json(&json!({"type": "segment_prompt_source", "prompt": "early"}))
+        .await?;
+    // The generator is now blocked after its first 4 frames. Their init segment and first
+    // fragment must arrive while it waits.
+    let mut binaries = 0;
+    while binaries < 2 {
+        match c.recv().await? {
+            Received::Binary(_) => binaries += 1,
+            Received::Json(m) => assert_ne!(m["type"], "error", "{m}"),
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    observed.open_gate();
+    let rest = c.collect_segment().await?;
+    let done = rest.find("media_segment_complete").expect("complete");
+    assert_eq!(done["chunks"], 3);
     Ok(())
 }

@@ -65,6 +65,13 @@ impl ImageKind {
         }
     }
 
+    /// The format whose signature `bytes` start with, if any.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        [ImageKind::Png, ImageKind::Jpeg, ImageKind::Webp]
+            .into_iter()
+            .find(|k| k.matches_magic(bytes))
+    }
+
     /// Whether `bytes` start with this format's signature.
     pub fn matches_magic(self, bytes: &[u8]) -> bool {
         match self {
@@ -102,8 +109,8 @@ pub enum InitImageError {
     Empty,
     #[error("initial_image.data: image is {size} bytes, more than the {max} byte limit")]
     TooLarge { size: usize, max: usize },
-    #[error("initial_image.data is not a {expected} image")]
-    WrongFormat { expected: &'static str },
+    #[error("initial_image.data is not a PNG, JPEG or WebP image")]
+    WrongFormat,
     #[error("initial_image: cannot write the image to a temporary file: {0}")]
     Persist(#[source] std::io::Error),
 }
@@ -242,7 +249,8 @@ pub fn decode_initial_image(
         Some(Value::String(s)) => s,
         Some(other) => return Err(InitImageError::MimeNotString(json_type(other))),
     };
-    let kind = ImageKind::from_mime(mime).ok_or_else(|| {
+    // The declared type must be one we accept; the content decides the actual format below.
+    ImageKind::from_mime(mime).ok_or_else(|| {
         InitImageError::UnsupportedMime(mime.chars().take(MAX_ECHOED_MIME_CHARS).collect())
     })?;
 
@@ -280,11 +288,9 @@ pub fn decode_initial_image(
             max: max_bytes,
         });
     }
-    if !kind.matches_magic(&bytes) {
-        return Err(InitImageError::WrongFormat {
-            expected: kind.label(),
-        });
-    }
+    // The bytes must be a supported image, but a label that disagrees with them (a JPEG sent
+    // as image/png) is accepted as upstream did: the content decides the file's suffix.
+    let kind = ImageKind::sniff(&bytes).ok_or(InitImageError::WrongFormat)?;
     Ok(Some(InitImage {
         kind,
         mime: mime.clone(),

@@ -62,7 +62,20 @@ impl TestServer {
 
     /// Starts a server on the given dependencies (custom generators, stores).
     pub async fn start_with(config: ServeConfig, deps: ServerDeps) -> anyhow::Result<Self> {
-        let server = Server::bind(config, deps, ServerOptions { web_ui: true }).await?;
+        let options = ServerOptions {
+            web_ui: true,
+            ..ServerOptions::default()
+        };
+        Self::start_with_options(config, deps, options).await
+    }
+
+    /// Starts a server with explicit [`ServerOptions`].
+    pub async fn start_with_options(
+        config: ServeConfig,
+        deps: ServerDeps,
+        options: ServerOptions,
+    ) -> anyhow::Result<Self> {
+        let server = Server::bind(config, deps, options).await?;
         let addr = server.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let join = tokio::spawn(server.serve(async move {
@@ -367,11 +380,11 @@ pub mod generators {
     //! Generators with test hooks, built on [`fv_core::MockGenerator`].
 
     use fv_core::{
-        CancelToken, GenerateError, GenerationRequest, GenerationResult, GenerationSink,
-        Generator, MockGenerator, MockGeneratorConfig,
+        CancelToken, GenerateError, GenerationRequest, GenerationResult, GenerationSink, Generator,
+        MockGenerator, MockGeneratorConfig,
     };
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
     /// Everything the test wants to know about the requests a generator saw.
@@ -384,11 +397,32 @@ pub mod generators {
         pub steps: AtomicU32,
         /// Segments that ended with `Cancelled`.
         pub cancelled: AtomicU32,
+        /// For [`Behaviour::GatedFrames`]: opened by the test.
+        gate: (Mutex<bool>, Condvar),
     }
 
     impl Observed {
         pub fn requests(&self) -> Vec<GenerationRequest> {
             self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        }
+
+        /// Lets a [`Behaviour::GatedFrames`] generator go on past its first frame batch.
+        pub fn open_gate(&self) {
+            if let Ok(mut open) = self.gate.0.lock() {
+                *open = true;
+            }
+            self.gate.1.notify_all();
+        }
+
+        /// Waits up to `limit` for the gate; `false` when it stayed shut.
+        fn wait_gate(&self, limit: Duration) -> bool {
+            let Ok(guard) = self.gate.0.lock() else {
+                return false;
+            };
+            match self.gate.1.wait_timeout_while(guard, limit, |open| !*open) {
+                Ok((open, _)) => *open,
+                Err(_) => false,
+            }
         }
     }
 
@@ -401,6 +435,15 @@ pub mod generators {
         FailOnPromptFail,
         /// Returns zero frames.
         NoFrames,
+        /// Hands over the first frame batch, then blocks (up to 10 s) until the test calls
+        /// [`Observed::open_gate`]; fails the segment if the gate never opens. Proves that media
+        /// leaves the server before generation has finished.
+        GatedFrames,
+        /// For prompts containing `"badframe"`: first hands over a frame of the wrong size
+        /// (the encoder rejects it mid-segment), then keeps generating normally.
+        BadFrameOnPromptBadframe,
+        /// Random pixels: incompressible, so segments are megabytes of H.264.
+        Noise,
     }
 
     /// A [`MockGenerator`] that records what it sees and can be told to misbehave.
@@ -430,6 +473,9 @@ pub mod generators {
         inner: &'a mut dyn GenerationSink,
         observed: &'a Observed,
         step_time: Duration,
+        gated: bool,
+        batches: u32,
+        gate_failed: bool,
     }
 
     impl GenerationSink for CountingSink<'_> {
@@ -441,6 +487,11 @@ pub mod generators {
         }
 
         fn frames(&mut self, frames: Vec<fv_core::Frame>) {
+            if self.gated && self.batches == 1 && !self.observed.wait_gate(Duration::from_secs(10))
+            {
+                self.gate_failed = true;
+            }
+            self.batches += 1;
             self.inner.frames(frames);
         }
     }
@@ -462,6 +513,44 @@ pub mod generators {
             if self.behaviour == Behaviour::FailOnPromptFail && request.prompt.contains("fail") {
                 return Err(GenerateError::Failed("the test asked for a failure".into()));
             }
+            if self.behaviour == Behaviour::BadFrameOnPromptBadframe
+                && request.prompt.contains("badframe")
+            {
+                let w = request.width.max(16) / 2;
+                let h = request.height.max(16) / 2;
+                if let Ok(small) = fv_core::Frame::from_rgb(w, h, vec![0; (w * h * 3) as usize]) {
+                    sink.frames(vec![small]);
+                }
+            }
+            if self.behaviour == Behaviour::Noise {
+                let total = request.num_inference_steps.max(1);
+                for step in 1..=total {
+                    if cancel.is_cancelled() {
+                        return Err(GenerateError::Cancelled);
+                    }
+                    sink.step(step, total);
+                }
+                let (w, h) = (request.width.max(16), request.height.max(16));
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(request.segment_idx);
+                for _ in 0..request.num_frames.max(1) {
+                    if cancel.is_cancelled() {
+                        return Err(GenerateError::Cancelled);
+                    }
+                    let rgb = (0..w * h * 3)
+                        .map(|_| {
+                            // xorshift64: cheap, deterministic noise.
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            seed as u8
+                        })
+                        .collect();
+                    let frame = fv_core::Frame::from_rgb(w, h, rgb)
+                        .map_err(|e| GenerateError::Failed(e.to_string()))?;
+                    sink.frames(vec![frame]);
+                }
+                return Ok(GenerationResult::default());
+            }
             if self.behaviour == Behaviour::NoFrames {
                 for step in 1..=request.num_inference_steps.max(1) {
                     sink.step(step, request.num_inference_steps.max(1));
@@ -472,8 +561,16 @@ pub mod generators {
                 inner: sink,
                 observed: &self.observed,
                 step_time: self.step_time,
+                gated: self.behaviour == Behaviour::GatedFrames,
+                batches: 0,
+                gate_failed: false,
             };
             let result = self.inner.generate(request, &mut counting, cancel);
+            if counting.gate_failed {
+                return Err(GenerateError::Failed(
+                    "the gate was never opened: no media reached the client early".into(),
+                ));
+            }
             if result == Err(GenerateError::Cancelled) {
                 self.observed.cancelled.fetch_add(1, Ordering::SeqCst);
             }
@@ -515,151 +612,26 @@ pub struct Decoded {
     pub samples: usize,
 }
 
-/// Decodes a whole fMP4 byte stream (init + fragments) with openh264's decoder, independently of
-/// the muxer that wrote it: SPS/PPS come from `avcC`, samples from `trun` sizes and `mdat`.
+/// Decodes a whole segment (init + fragments) with openh264's decoder through
+/// `fv_encoder::inspect`, which walks the boxes independently of the muxer that wrote them:
+/// SPS/PPS from `avcC`, samples from `trun` sizes and `mdat`. Fails unless every decoded frame
+/// has the size the track declares.
 pub fn decode_fmp4(data: &[u8]) -> anyhow::Result<Decoded> {
     use fv_encoder::inspect;
-    use openh264::decoder::Decoder;
-    use openh264::formats::YUVSource;
-
-    let boxes = inspect::tree(data)?;
-    let moov = boxes
-        .iter()
-        .find(|b| b.kind == "moov")
-        .ok_or_else(|| anyhow!("no moov"))?;
-    let avcc = moov
-        .find("trak/mdia/minf/stbl/stsd/avc1/avcC")
-        .ok_or_else(|| anyhow!("no avcC"))?
-        .body(data);
-    let (sps, pps) = parse_avcc(avcc)?;
-    let profile = sps.get(1..4).ok_or_else(|| anyhow!("SPS too short"))?;
-    let codec = format!(
-        "avc1.{:02x}{:02x}{:02x}",
-        profile[0], profile[1], profile[2]
-    );
-    let mut decoder = Decoder::new()?;
-    let mut annexb = Vec::new();
-    for nal in [&sps, &pps] {
-        annexb.extend_from_slice(&[0, 0, 0, 1]);
-        annexb.extend_from_slice(nal);
-    }
-    let mut frames = 0usize;
-    let mut dims = (0usize, 0usize);
-    let mut samples = 0usize;
-    if let Some(yuv) = decoder.decode(&annexb)? {
-        frames += 1;
-        dims = yuv.dimensions();
-    }
-    let mut pending_sizes: Vec<usize> = Vec::new();
-    for b in &boxes {
-        match b.kind.as_str() {
-            "moof" => {
-                let trun = b
-                    .find("traf/trun")
-                    .ok_or_else(|| anyhow!("moof without trun"))?
-                    .body(data);
-                pending_sizes = trun_sample_sizes(trun)?;
-                samples += pending_sizes.len();
-            }
-            "mdat" => {
-                let mut body = b.body(data);
-                for size in pending_sizes.drain(..) {
-                    let sample = body
-                        .get(..size)
-                        .ok_or_else(|| anyhow!("mdat shorter than trun says"))?;
-                    body = &body[size..];
-                    let au = length_prefixed_to_annexb(sample)?;
-                    if let Some(yuv) = decoder.decode(&au)? {
-                        frames += 1;
-                        dims = yuv.dimensions();
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    for yuv in decoder.flush_remaining()? {
-        frames += 1;
-        dims = yuv.dimensions();
+    let segment = inspect::parse_segment(data)?;
+    let frames = inspect::decode_segment(&segment)?;
+    let (width, height) = (usize::from(segment.width), usize::from(segment.height));
+    if let Some(bad) = frames.iter().find(|f| f.len() != width * height * 3) {
+        bail!(
+            "decoded a frame of {} bytes, the track says {width}x{height}",
+            bad.len()
+        );
     }
     Ok(Decoded {
-        frames,
-        width: dims.0,
-        height: dims.1,
-        codec,
-        samples,
+        frames: frames.len(),
+        width,
+        height,
+        codec: segment.avcc_codec.clone(),
+        samples: segment.sample_count(),
     })
-}
-
-fn parse_avcc(b: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let take = |b: &[u8], at: usize| -> anyhow::Result<(Vec<u8>, usize)> {
-        let len = u16::from_be_bytes([
-            *b.get(at).ok_or_else(|| anyhow!("short avcC"))?,
-            *b.get(at + 1).ok_or_else(|| anyhow!("short avcC"))?,
-        ]) as usize;
-        let nal = b
-            .get(at + 2..at + 2 + len)
-            .ok_or_else(|| anyhow!("short avcC"))?;
-        Ok((nal.to_vec(), at + 2 + len))
-    };
-    if b.len() < 7 || b[5] & 0x1f == 0 {
-        bail!("avcC has no SPS");
-    }
-    let (sps, next) = take(b, 6)?;
-    if b.get(next).copied().unwrap_or(0) == 0 {
-        bail!("avcC has no PPS");
-    }
-    let (pps, _) = take(b, next + 1)?;
-    Ok((sps, pps))
-}
-
-fn trun_sample_sizes(b: &[u8]) -> anyhow::Result<Vec<usize>> {
-    let u32_at = |at: usize| -> anyhow::Result<u32> {
-        let s = b.get(at..at + 4).ok_or_else(|| anyhow!("short trun"))?;
-        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let flags = u32_at(0)? & 0x00ff_ffff;
-    let count = u32_at(4)? as usize;
-    let mut at = 8;
-    if flags & 0x1 != 0 {
-        at += 4;
-    }
-    if flags & 0x4 != 0 {
-        at += 4;
-    }
-    if flags & 0x200 == 0 {
-        bail!("trun without per-sample sizes");
-    }
-    let mut sizes = Vec::with_capacity(count);
-    for _ in 0..count {
-        if flags & 0x100 != 0 {
-            at += 4;
-        }
-        sizes.push(u32_at(at)? as usize);
-        at += 4;
-        if flags & 0x400 != 0 {
-            at += 4;
-        }
-        if flags & 0x800 != 0 {
-            at += 4;
-        }
-    }
-    Ok(sizes)
-}
-
-fn length_prefixed_to_annexb(mut sample: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(sample.len() + 16);
-    while !sample.is_empty() {
-        let len = sample
-            .get(..4)
-            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
-            .ok_or_else(|| anyhow!("truncated NAL length"))?;
-        let nal = sample
-            .get(4..4 + len)
-            .ok_or_else(|| anyhow!("NAL runs past the sample"))?;
-        out.extend_from_slice(&[0, 0, 0, 1]);
-        out.extend_from_slice(nal);
-        sample = &sample[4 + len..];
-    }
-    Ok(out)
 }

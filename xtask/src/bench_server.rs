@@ -1,0 +1,273 @@
+//! `cargo xtask bench latency` and `cargo xtask bench load`: the release mock-server in its own
+//! process, driven over loopback by protocol clients in this one.
+
+use anyhow::{Context, anyhow, bail};
+use fv_testkit::{Client, Received, decode_fmp4};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A mock-server child process; killed on drop.
+struct MockServer {
+    child: Child,
+    addr: SocketAddr,
+    _config: tempfile::NamedTempFile,
+}
+
+impl MockServer {
+    fn start(root: &Path, yaml: &str) -> anyhow::Result<Self> {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "mock-server"])
+            .current_dir(root)
+            .status()
+            .context("building mock-server")?;
+        if !status.success() {
+            bail!("cargo build -p mock-server failed");
+        }
+        let mut config = tempfile::Builder::new().suffix(".yaml").tempfile()?;
+        config.write_all(yaml.as_bytes())?;
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let mut child = Command::new(target.join("release/mock-server"))
+            .arg("--config")
+            .arg(config.path())
+            .arg("--port")
+            .arg("0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mock-server")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|s| s.trim_end_matches('/').parse().ok())
+            .ok_or_else(|| anyhow!("unexpected mock-server output: {line:?}"))?;
+        Ok(Self {
+            child,
+            addr,
+            _config: config,
+        })
+    }
+
+    /// Peak resident set size of the server process so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmHWM in /proc status"))?;
+        Ok(kb / 1024.0)
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/v1/stream", self.addr)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_yaml(width: u32, height: u32, frames: u32, sessions: usize, workers: usize) -> String {
+    format!(
+        "generator:\n  model_path: mock\n\
+         server:\n  host: 127.0.0.1\n  port: 0\n\
+         default_request:\n  sampling:\n    width: {width}\n    height: {height}\n    num_frames: {frames}\n    fps: 24\n    num_inference_steps: 1\n\
+         streaming:\n  session_timeout_seconds: 600\n  generation_segment_cap: 1000\n  max_sessions: {sessions}\n  max_queue: {sessions}\n  warmup:\n    enabled: false\n  pool:\n    num_workers: {workers}\n"
+    )
+}
+
+/// Timings of one segment as a client sees them.
+#[derive(Debug, Clone, Copy)]
+struct SegmentTiming {
+    first_byte_ms: f64,
+    last_byte_ms: f64,
+    frames: usize,
+}
+
+/// Requests a segment and reads it through `ltx2_segment_complete`, checking order and media.
+async fn timed_segment(
+    client: &mut Client,
+    idx: u32,
+    expect_frames: usize,
+) -> anyhow::Result<SegmentTiming> {
+    let start = Instant::now();
+    client
+        .send_json(&json!({"type": "segment_prompt_source", "prompt": format!("bench {idx}")}))
+        .await?;
+    let mut first_byte = None;
+    let mut last_byte = 0.0;
+    let mut media = Vec::new();
+    loop {
+        match client.recv_within(Duration::from_secs(120)).await? {
+            Received::Binary(b) => {
+                let t = start.elapsed().as_secs_f64() * 1000.0;
+                first_byte.get_or_insert(t);
+                last_byte = t;
+                media.extend_from_slice(&b);
+            }
+            Received::Json(m) => {
+                if m["type"] == "error" {
+                    bail!("segment {idx} failed: {m}");
+                }
+                if let Some(seen) = m.get("segment_idx").and_then(|v| v.as_u64())
+                    && seen != u64::from(idx)
+                {
+                    bail!("out of order: expected segment {idx}, got {m}");
+                }
+                if m["type"] == "ltx2_segment_complete" {
+                    break;
+                }
+            }
+            other => bail!("connection ended mid-segment {idx}: {other:?}"),
+        }
+    }
+    let decoded = decode_fmp4(&media)?;
+    if decoded.frames != expect_frames {
+        bail!(
+            "segment {idx} decoded to {} frames, expected {expect_frames}",
+            decoded.frames
+        );
+    }
+    Ok(SegmentTiming {
+        first_byte_ms: first_byte.ok_or_else(|| anyhow!("segment {idx} had no media"))?,
+        last_byte_ms: last_byte,
+        frames: decoded.frames,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Segment latency of the mock server at 256x256 and 1024x576, one session, sequential segments.
+pub fn latency(root: &Path, quick: bool) -> anyhow::Result<()> {
+    let segments = if quick { 5 } else { 30 };
+    let rt = tokio::runtime::Runtime::new()?;
+    println!("mock-server segment latency: segment_prompt_source -> first / last media byte");
+    println!(
+        "(24 frames, 1 step, no simulated generation time: this is server + encoder overhead)"
+    );
+    println!(
+        "{:>10} {:>6} {:>12} {:>12} {:>12} {:>12}",
+        "size", "segs", "first p50", "first p99", "last p50", "last p99"
+    );
+    for (w, h) in [(256u32, 256u32), (1024, 576)] {
+        let server = MockServer::start(root, &config_yaml(w, h, 24, 4, 1))?;
+        let timings: Vec<SegmentTiming> = rt.block_on(async {
+            let mut c = Client::connect(&server.url()).await?;
+            c.init().await?;
+            let mut out = Vec::new();
+            for i in 0..segments {
+                out.push(timed_segment(&mut c, i, 24).await?);
+            }
+            anyhow::Ok(out)
+        })?;
+        let first = sorted(timings.iter().map(|t| t.first_byte_ms).collect());
+        let last = sorted(timings.iter().map(|t| t.last_byte_ms).collect());
+        println!(
+            "{:>10} {:>6} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>10.1}ms",
+            format!("{w}x{h}"),
+            segments,
+            percentile(&first, 50.0),
+            percentile(&first, 99.0),
+            percentile(&last, 50.0),
+            percentile(&last, 99.0)
+        );
+    }
+    Ok(())
+}
+
+/// `sessions` concurrent sessions x `per_session` segments at 256x256: every segment must
+/// arrive complete, in order, and decode to its 24 frames.
+pub fn load(root: &Path, sessions: usize, per_session: u32) -> anyhow::Result<()> {
+    let server = MockServer::start(root, &config_yaml(256, 256, 24, sessions, sessions))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let url = server.url();
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<Vec<SegmentTiming>>> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..sessions {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = Client::connect(&url).await?;
+                c.init().await?;
+                let mut out = Vec::new();
+                for i in 0..per_session {
+                    out.push(timed_segment(&mut c, i, 24).await?);
+                }
+                anyhow::Ok(out)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(
+                t.await
+                    .map_err(|e| anyhow!("client task: {e}"))
+                    .and_then(|r| r),
+            );
+        }
+        out
+    });
+    let wall = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    let mut frames = 0usize;
+    for r in results {
+        match r {
+            Ok(t) => {
+                frames += t.iter().map(|s| s.frames).sum::<usize>();
+                latencies.extend(t.iter().map(|s| s.last_byte_ms));
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let lat = sorted(latencies);
+    let expected = sessions * per_session as usize;
+    println!(
+        "load: {sessions} concurrent sessions x {per_session} segments at 256x256, 24 frames each"
+    );
+    println!(
+        "  segments ok {}/{expected}, frames decoded {frames}, failures {}",
+        lat.len(),
+        failures.len()
+    );
+    println!(
+        "  segment latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; wall {:.2} s; server peak RSS {:.1} MiB",
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN),
+        wall.as_secs_f64(),
+        server.peak_rss_mib()?
+    );
+    if let Some(first) = failures.first() {
+        bail!("{} sessions failed; first: {first}", failures.len());
+    }
+    if lat.len() != expected {
+        bail!("lost segments: {} of {expected} arrived", lat.len());
+    }
+    Ok(())
+}
