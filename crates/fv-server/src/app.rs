@@ -81,6 +81,8 @@ pub(crate) struct AppState {
     pub hard_stop: CancellationToken,
     pub tracker: TaskTracker,
     pub shutting_down: AtomicBool,
+    /// Set when the pool was still warming up `streaming.warmup.timeout_seconds` after start.
+    pub warmup_timed_out: AtomicBool,
     pub started: Instant,
 }
 
@@ -141,8 +143,12 @@ impl Server {
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
+            warmup_timed_out: AtomicBool::new(false),
             started: Instant::now(),
         });
+        if state.config.streaming.warmup.enabled {
+            spawn_warmup_watchdog(state.clone());
+        }
         Ok(Self {
             listener,
             state,
@@ -198,6 +204,25 @@ impl Server {
         served?;
         Ok(())
     }
+}
+
+/// Flags (and logs) a warm-up that outlives `streaming.warmup.timeout_seconds`; `/readyz`
+/// then reports `warmup_failed` instead of `warming`. Polls, since the pool has no deadline.
+fn spawn_warmup_watchdog(state: Arc<AppState>) {
+    let limit = Duration::from_secs(state.config.streaming.warmup.timeout_seconds);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if state.deps.pool.is_ready() || state.is_draining() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !state.deps.pool.is_ready() {
+            tracing::error!(?limit, "worker warm-up did not finish in time");
+            state.warmup_timed_out.store(true, Ordering::Release);
+        }
+    });
 }
 
 fn router(state: Arc<AppState>) -> Router {

@@ -1449,7 +1449,7 @@ const WARMUP: &[Field] = &[
     f("enabled", Kind::Bool).used("Run one generation per worker before `/readyz` says ready."),
     f("prompt", Kind::Str).used("Prompt of the warm-up generation (not blank when enabled)."),
     f("timeout_seconds", int(1, 86_400))
-        .used("Longest a warm-up may take before the worker counts as failed."),
+        .used("Longest the warm-up may take; after it `/readyz` reports `warmup_failed` (still 503) and an error is logged."),
 ];
 
 const POOL: &[Field] = &[

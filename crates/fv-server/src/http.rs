@@ -45,6 +45,11 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "draining"
     } else if state.deps.pool.is_ready() && ready_workers > 0 {
         "ready"
+    } else if state
+        .warmup_timed_out
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        "warmup_failed"
     } else {
         "warming"
     };

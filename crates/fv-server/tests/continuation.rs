@@ -1,7 +1,7 @@
 //! Continuation state and the initial image (protocol-facts §9, §10).
 
 use base64::Engine;
-use fv_testkit::generators::{Behaviour, test_generators};
+use fv_testkit::generators::Behaviour;
 use fv_testkit::{TestServer, test_config};
 use serde_json::json;
 use std::time::Duration;
@@ -26,9 +26,8 @@ async fn snapshot_without_state_is_internal_error_and_the_session_goes_on() -> a
 #[tokio::test]
 async fn hydrated_state_is_returned_verbatim_and_reaches_the_generator() -> anyhow::Result<()> {
     let config = test_config();
-    let (gens, observed) = test_generators(2, Duration::ZERO, Behaviour::Normal);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, observed) =
+        TestServer::with_test_generators(config, 2, Duration::ZERO, Behaviour::Normal).await?;
     let mut c = server.connect().await?;
     let state = json!({"kind": "ltx2.v1", "payload": {"schema_version": 1, "segment_index": 4, "nested": {"a": [1, 2]}}});
     c.init_with(json!({"continuation_state": state})).await?;
@@ -81,9 +80,8 @@ async fn malformed_continuation_state_is_rejected_naming_the_field() -> anyhow::
 #[tokio::test]
 async fn initial_image_is_persisted_for_the_session_and_removed_after() -> anyhow::Result<()> {
     let config = test_config();
-    let (gens, observed) = test_generators(2, Duration::ZERO, Behaviour::Normal);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, observed) =
+        TestServer::with_test_generators(config, 2, Duration::ZERO, Behaviour::Normal).await?;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend_from_slice(b"rest of a png");
     let data = base64::engine::general_purpose::STANDARD.encode(&png);

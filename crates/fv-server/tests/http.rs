@@ -203,3 +203,22 @@ async fn session_events_are_logged_as_jsonl() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_warmup_that_outlives_its_timeout_is_reported() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.warmup.enabled = true;
+    config.streaming.warmup.timeout_seconds = 1;
+    config.default_request.sampling.num_inference_steps = 50;
+    // Each warm-up takes 30 s: far past the 1 s limit.
+    let server = TestServer::start_mock(config, Duration::from_secs(30)).await?;
+    for _ in 0..100 {
+        let (code, body) = server.get("/readyz").await?;
+        assert_eq!(code, 503);
+        if serde_json::from_str::<Value>(&body)?["status"] == "warmup_failed" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("readyz never reported warmup_failed")
+}

@@ -52,9 +52,9 @@ async fn the_idle_timer_does_not_run_while_a_segment_generates() -> anyhow::Resu
     let mut config = test_config();
     config.streaming.session_timeout_seconds = 1;
     config.default_request.sampling.num_inference_steps = 15;
-    let (gens, _) = test_generators(1, Duration::from_millis(100), Behaviour::Normal);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, _) =
+        TestServer::with_test_generators(config, 1, Duration::from_millis(100), Behaviour::Normal)
+            .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     // 15 steps x 100 ms is longer than the 1 s idle timeout; the segment must still complete.
@@ -203,12 +203,7 @@ async fn acquire_timeout_and_full_queue_are_gpu_unavailable_1013() -> anyhow::Re
     refused
         .send_json(&json!({"type": "session_init_v2"}))
         .await?;
-    let err = loop {
-        let m = refused.recv_json().await?;
-        if m["type"] == "error" {
-            break m;
-        }
-    };
+    let err = refused.recv_until("error").await?;
     assert_eq!(err["code"], "gpu_unavailable");
     assert_eq!(err["retryable"], true);
     assert_eq!(
@@ -216,12 +211,7 @@ async fn acquire_timeout_and_full_queue_are_gpu_unavailable_1013() -> anyhow::Re
         (1013, "gpu_unavailable".to_string())
     );
     // The waiter times out after acquire_timeout_seconds.
-    let err = loop {
-        let m = waiter.recv_json().await?;
-        if m["type"] == "error" {
-            break m;
-        }
-    };
+    let err = waiter.recv_until("error").await?;
     assert_eq!(err["code"], "gpu_unavailable");
     assert_eq!(err["retryable"], true);
     assert_eq!(waiter.expect_close().await?.0, 1013);
@@ -233,9 +223,9 @@ async fn disconnect_mid_segment_cancels_generation_and_frees_the_worker() -> any
     let mut config = test_config();
     config.streaming.pool.num_workers = Some(1);
     config.default_request.sampling.num_inference_steps = 200;
-    let (gens, observed) = test_generators(1, Duration::from_millis(20), Behaviour::Normal);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, observed) =
+        TestServer::with_test_generators(config, 1, Duration::from_millis(20), Behaviour::Normal)
+            .await?;
     let mut leaver = server.connect().await?;
     leaver.init().await?;
     leaver
@@ -260,9 +250,9 @@ async fn disconnect_mid_segment_cancels_generation_and_frees_the_worker() -> any
 #[tokio::test]
 async fn worker_failures_are_retryable_and_do_not_count_as_segments() -> anyhow::Result<()> {
     let config = test_config();
-    let (gens, _) = test_generators(2, Duration::ZERO, Behaviour::FailOnPromptFail);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, _) =
+        TestServer::with_test_generators(config, 2, Duration::ZERO, Behaviour::FailOnPromptFail)
+            .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "please fail"}))
@@ -283,9 +273,8 @@ async fn worker_failures_are_retryable_and_do_not_count_as_segments() -> anyhow:
 #[tokio::test]
 async fn a_generator_without_frames_is_worker_failed() -> anyhow::Result<()> {
     let config = test_config();
-    let (gens, _) = test_generators(2, Duration::ZERO, Behaviour::NoFrames);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, _) =
+        TestServer::with_test_generators(config, 2, Duration::ZERO, Behaviour::NoFrames).await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "x"}))
@@ -315,13 +304,13 @@ async fn a_failed_segment_can_be_retried_at_once() -> anyhow::Result<()> {
     let mut config = test_config();
     config.streaming.pool.num_workers = Some(1);
     config.default_request.sampling.num_inference_steps = 20;
-    let (gens, _) = test_generators(
+    let (server, _) = TestServer::with_test_generators(
+        config,
         1,
         Duration::from_millis(30),
         Behaviour::BadFrameOnPromptBadframe,
-    );
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    )
+    .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "badframe"}))
@@ -329,12 +318,7 @@ async fn a_failed_segment_can_be_retried_at_once() -> anyhow::Result<()> {
     // The retry is queued right behind the failing segment, while its generator still runs.
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "retry"}))
         .await?;
-    let err = loop {
-        let m = c.recv_json().await?;
-        if m["type"] == "error" {
-            break m;
-        }
-    };
+    let err = c.recv_until("error").await?;
     assert_eq!(err["code"], "worker_failed", "{err}");
     assert_eq!(err["retryable"], true);
     let t = c.collect_segment().await?;
@@ -411,9 +395,9 @@ async fn overlong_prompts_are_refused_naming_the_field() -> anyhow::Result<()> {
 async fn pending_prompts_are_capped() -> anyhow::Result<()> {
     let mut config = test_config();
     config.default_request.sampling.num_inference_steps = 50;
-    let (gens, _) = test_generators(2, Duration::from_millis(20), Behaviour::Normal);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, _) =
+        TestServer::with_test_generators(config, 2, Duration::from_millis(20), Behaviour::Normal)
+            .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     // One runs, MAX_PENDING_SEGMENTS wait, the next is refused.
@@ -421,12 +405,7 @@ async fn pending_prompts_are_capped() -> anyhow::Result<()> {
         c.send_json(&json!({"type": "segment_prompt_source", "prompt": format!("p{i}")}))
             .await?;
     }
-    let err = loop {
-        let m = c.recv_json().await?;
-        if m["type"] == "error" {
-            break m;
-        }
-    };
+    let err = c.recv_until("error").await?;
     assert_eq!(err["code"], "invalid_message");
     assert!(
         err["message"]

@@ -228,13 +228,17 @@ async fn toggles_and_repeated_init_get_no_reply() -> anyhow::Result<()> {
 #[tokio::test]
 async fn media_reaches_the_client_before_generation_finishes() -> anyhow::Result<()> {
     use fv_testkit::Received;
-    use fv_testkit::generators::{Behaviour, test_generators};
+    use fv_testkit::generators::Behaviour;
     let mut config = test_config();
     config.default_request.sampling.num_frames = 12;
     config.streaming.fragment_frames = 4;
-    let (gens, observed) = test_generators(1, std::time::Duration::ZERO, Behaviour::GatedFrames);
-    let deps = fv_server::deps_with_generators(&config, gens)?;
-    let server = TestServer::start_with(config, deps).await?;
+    let (server, observed) = TestServer::with_test_generators(
+        config,
+        1,
+        std::time::Duration::ZERO,
+        Behaviour::GatedFrames,
+    )
+    .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "early"}))

@@ -109,6 +109,19 @@ impl TestServer {
         }
     }
 
+    /// Starts a server on `workers` [`generators::TestGenerator`]s sharing one
+    /// [`generators::Observed`], which is returned for assertions.
+    pub async fn with_test_generators(
+        config: ServeConfig,
+        workers: usize,
+        step_time: Duration,
+        behaviour: generators::Behaviour,
+    ) -> anyhow::Result<(Self, std::sync::Arc<generators::Observed>)> {
+        let (gens, observed) = generators::test_generators(workers, step_time, behaviour);
+        let deps = fv_server::deps_with_generators(&config, gens)?;
+        Ok((Self::start_with(config, deps).await?, observed))
+    }
+
     /// Shuts down gracefully and waits until the server has stopped.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.begin_shutdown();
@@ -259,6 +272,18 @@ impl Client {
             bail!("expected {ty}, got {v}");
         }
         Ok(v)
+    }
+
+    /// Skips messages (JSON of other types and binary frames) until a JSON message of type
+    /// `ty`, and returns it. Fails if the connection ends first.
+    pub async fn recv_until(&mut self, ty: &str) -> anyhow::Result<Value> {
+        loop {
+            match self.recv().await? {
+                Received::Json(v) if v["type"] == ty => return Ok(v),
+                Received::Json(_) | Received::Binary(_) => {}
+                other => bail!("connection ended before {ty}: {other:?}"),
+            }
+        }
     }
 
     /// Reads until the close frame (skipping nothing: any other message fails) and returns it.
