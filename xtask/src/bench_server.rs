@@ -85,7 +85,7 @@ fn config_yaml(width: u32, height: u32, frames: u32, sessions: usize, workers: u
         "generator:\n  model_path: mock\n\
          server:\n  host: 127.0.0.1\n  port: 0\n\
          default_request:\n  sampling:\n    width: {width}\n    height: {height}\n    num_frames: {frames}\n    fps: 24\n    num_inference_steps: 1\n\
-         streaming:\n  session_timeout_seconds: 600\n  generation_segment_cap: 1000\n  max_sessions: {sessions}\n  max_queue: {sessions}\n  warmup:\n    enabled: false\n  pool:\n    num_workers: {workers}\n"
+         streaming:\n  session_timeout_seconds: 600\n  generation_segment_cap: 1000\n  max_sessions: {sessions}\n  max_sessions_per_ip: {sessions}\n  max_queue: {sessions}\n  warmup:\n    enabled: false\n  pool:\n    num_workers: {workers}\n"
     )
 }
 

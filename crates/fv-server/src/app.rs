@@ -74,6 +74,7 @@ pub(crate) struct AppState {
     pub deps: ServerDeps,
     pub options: ServerOptions,
     pub sessions: Arc<SessionManager>,
+    pub per_ip: crate::access::PerIpLimit,
     pub logger: SessionLogger,
     /// Fired when draining starts: no new sessions, no new segments.
     pub draining: CancellationToken,
@@ -133,10 +134,12 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
         // Make sure the recorder exists before the first session records anything.
         let _ = crate::metrics::handle();
+        let per_ip = crate::access::PerIpLimit::new(config.streaming.max_sessions_per_ip);
         let state = Arc::new(AppState {
             config: Arc::new(config),
             deps,
             options,
+            per_ip,
             sessions,
             logger,
             draining: CancellationToken::new(),
@@ -192,6 +195,14 @@ impl Server {
                 drain_state.tracker.wait().await;
             }
             stop_http_trigger.cancel();
+        });
+        use axum::serve::ListenerExt;
+        // Control messages are small writes: without TCP_NODELAY, Nagle plus the client's
+        // delayed ACK add ~40 ms to a segment's first bytes.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
         });
         let served = axum::serve(
             listener,

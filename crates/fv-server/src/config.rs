@@ -617,6 +617,12 @@ pub struct StreamingConfig {
     pub safety: SafetySection,
     /// Concurrently connected sessions, 1..=10000.
     pub max_sessions: usize,
+    /// Sessions one client address may hold at once, 1..=10000.
+    pub max_sessions_per_ip: usize,
+    /// Browser origins allowed to connect; empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Shared secret clients must present (None: no authentication).
+    pub auth_token: Option<String>,
     /// Sessions waiting for a worker, 0..=10000.
     pub max_queue: usize,
     /// Time a client has to send `session_init_v2`, seconds, 1..=3600.
@@ -652,6 +658,9 @@ impl Default for StreamingConfig {
             prompt: PromptSection::default(),
             safety: SafetySection::default(),
             max_sessions: 8,
+            max_sessions_per_ip: 8,
+            allowed_origins: Vec::new(),
+            auth_token: None,
             max_queue: 64,
             init_timeout_seconds: 10,
             acquire_timeout_seconds: 300,
@@ -1167,6 +1176,7 @@ enum Kind {
     /// Anything, null included.
     Any,
     StrOrList,
+    StrList,
     FloatList,
     Struct(&'static [Field]),
     /// A list of mappings with these fields.
@@ -1325,7 +1335,7 @@ const REQUEST: &[Field] = &[
     f("prompt", Kind::StrOrList).nullable(),
     f("negative_prompt", Kind::Str)
         .nullable()
-        .used("Negative prompt of every segment."),
+        .used("Negative prompt of a segment whose request sends none (or an empty one)."),
     f("inputs", Kind::Struct(INPUTS)),
     f("sampling", Kind::Struct(SAMPLING)),
     f("runtime", Kind::Struct(RUNTIME)),
@@ -1359,7 +1369,7 @@ const FRAME_SIDE: Kind = Kind::Int {
 
 const SAMPLING: &[Field] = &[
     f("num_videos_per_prompt", I64),
-    f("seed", I64).used("Seed of the first segment (later segments derive theirs from it)."),
+    f("seed", I64).used("Seed of a segment whose request sends none; used unchanged."),
     f("max_sequence_length", I64).nullable(),
     f("num_frames", int(1, 1000)).used("Frames per segment."),
     f("height", FRAME_SIDE).used("Frame height in pixels; even for H.264 4:2:0."),
@@ -1367,9 +1377,13 @@ const SAMPLING: &[Field] = &[
     f("height_sr", I64),
     f("width_sr", I64),
     f("fps", int(1, 240)).used("Frames per second of the stream."),
-    f("num_inference_steps", int(1, 1000)).used("Denoising steps per segment."),
+    f("num_inference_steps", int(1, 1000)).used(
+        "Denoising steps of a segment whose request sends none (clients may ask for 1..=1000).",
+    ),
     f("num_inference_steps_sr", I64),
-    f("guidance_scale", Kind::Float { min: Some(0.0) }).used("Classifier-free guidance scale."),
+    f("guidance_scale", Kind::Float { min: Some(0.0) }).used(
+        "Guidance scale of a segment whose request sends none (clients may ask for 0..=100).",
+    ),
     f("guidance_scale_2", FLOAT).nullable(),
     f("cfg_normalization", Kind::Bool),
     f("cfg_truncation", FLOAT).nullable(),
@@ -1413,9 +1427,9 @@ const STAGE: &[Field] = &[
 
 const STREAMING: &[Field] = &[
     f("session_timeout_seconds", int(1, 86_400))
-        .used("Idle timeout: longest gap between client messages while no segment runs."),
+        .used("Idle timeout: longest gap between client messages while no segment runs; restarts when a segment ends, paused while queued."),
     f("generation_segment_cap", int(1, 10_000))
-        .used("Segments per session; the session ends after the last."),
+        .used("Successful segments per session; the session ends after the last."),
     f("stream_mode", Kind::Enum(&["av_fmp4", "legacy_jpeg"]))
         .used("Echoed in `/health`; media is fragmented MP4 (H.264) in both modes."),
     f("warmup", Kind::Struct(WARMUP)),
@@ -1424,6 +1438,14 @@ const STREAMING: &[Field] = &[
     f("safety", Kind::Struct(SAFETY)),
     f("max_sessions", int(1, 10_000))
         .used("Sessions connected at once; one more is refused at accept."),
+    f("max_sessions_per_ip", int(1, 10_000))
+        .used("Sessions one client address may hold at once; one more is refused at accept."),
+    f("allowed_origins", Kind::StrList).used(
+        "Browser origins allowed to open `/v1/stream` (e.g. `https://app.example`); empty allows any. A request without an Origin header (not a browser) is always allowed.",
+    ),
+    f("auth_token", Kind::Str).nullable().used(
+        "When set, clients must present it as `Authorization: Bearer <token>` or `?token=<token>`; others get HTTP 401.",
+    ),
     f("max_queue", int(0, 10_000))
         .used("Sessions waiting for a free worker; beyond it a session is refused."),
     f("init_timeout_seconds", int(1, 3_600))
@@ -1478,7 +1500,8 @@ const STORE: &[Field] = &[
     f("capacity", int(1, 1_000_000))
         .used("Most saved session states kept; the oldest is evicted first."),
     f("ttl_seconds", int(1, 2_592_000)).used("Lifetime of a saved state or blob."),
-    f("blob_max_total_bytes", int(1, 17_179_869_184)).used("All stored blobs together."),
+    f("blob_max_total_bytes", int(1, 17_179_869_184))
+        .used("All stored blobs together (the blob store is bounded; nothing writes blobs yet)."),
     f("blob_max_bytes", int(1, 268_435_456))
         .used("One stored blob; at most `blob_max_total_bytes`."),
 ];
@@ -1606,6 +1629,15 @@ impl Walk {
                 }
                 _ => false,
             },
+            Kind::StrList => match value {
+                Value::Array(items) => {
+                    if !self.check_items(items, path, Value::is_string, "a string") {
+                        return;
+                    }
+                    true
+                }
+                _ => false,
+            },
             Kind::FloatList => match value {
                 Value::Array(items) => {
                     if !self.check_items(items, path, Value::is_number, "a number") {
@@ -1722,6 +1754,7 @@ fn expected(field: &Field) -> String {
         Kind::Map | Kind::Struct(_) => "a mapping".to_owned(),
         Kind::Any => "any value".to_owned(),
         Kind::StrOrList => "a string or a list of strings".to_owned(),
+        Kind::StrList => "a list of strings".to_owned(),
         Kind::FloatList => "a list of numbers".to_owned(),
         Kind::List(_) => "a list of mappings".to_owned(),
     };
@@ -1846,6 +1879,7 @@ fn reference_row(field: &Field, path: &str, default: Option<&Value>, out: &mut S
         Kind::Map | Kind::Struct(_) => "mapping".to_owned(),
         Kind::Any => "any".to_owned(),
         Kind::StrOrList => "string or list of strings".to_owned(),
+        Kind::StrList => "list of strings".to_owned(),
         Kind::FloatList => "list of floats".to_owned(),
         Kind::List(_) => "list of mappings".to_owned(),
     };
@@ -1884,6 +1918,8 @@ fn reference_row(field: &Field, path: &str, default: Option<&Value>, out: &mut S
     };
     let (used, doc) = if field.used {
         ("yes", field.doc)
+    } else if matches!(field.kind, Kind::Struct(_) | Kind::List(_)) {
+        ("—", "A block: see its keys.")
     } else {
         ("no", "FastVideo key; accepted, not used.")
     };
@@ -1912,6 +1948,7 @@ mod tests {
                 Kind::Map => json!({"key": [1, "two"]}),
                 Kind::Any => json!({"anything": [true]}),
                 Kind::StrOrList => json!(["a", "b"]),
+                Kind::StrList => json!(["a", "b"]),
                 Kind::FloatList => json!([0.25, 1.5]),
                 Kind::Struct(inner) => sample(inner),
                 Kind::List(inner) => json!([sample(inner)]),
@@ -1970,6 +2007,9 @@ mod tests {
             "streaming.warmup.timeout_seconds",
             "streaming.pool.num_workers",
             "streaming.max_sessions",
+            "streaming.max_sessions_per_ip",
+            "streaming.allowed_origins",
+            "streaming.auth_token",
             "streaming.max_queue",
             "streaming.init_timeout_seconds",
             "streaming.acquire_timeout_seconds",

@@ -13,7 +13,7 @@ use crate::outbox::Outbox;
 use crate::segment::{SegmentJob, SegmentOutcome, SegmentPlan};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
@@ -77,10 +77,16 @@ async fn run_when_free(
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     if state.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "server is draining").into_response();
+    }
+    if let Err(refusal) = crate::access::check(&state.config.streaming, &headers, &uri) {
+        tracing::info!(%peer, %refusal, "websocket upgrade refused");
+        return refusal.into_response();
     }
     let limit = state.config.streaming.max_message_bytes;
     let tracker = state.tracker.clone();
@@ -127,12 +133,13 @@ async fn next_incoming(stream: &mut SplitStream<WebSocket>) -> Incoming {
 async fn run_session(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let (sink, stream) = socket.split();
     let (out, writer) = Outbox::spawn(sink, state.options.send_timeout);
-    match state.sessions.admit() {
+    let per_ip = state.per_ip.admit(peer.ip());
+    match per_ip.and_then(|ip_slot| Ok((ip_slot, state.sessions.admit()?))) {
         Err(e) => {
             tracing::warn!(%peer, error = %e, "session rejected");
-            out.fail(&Failure::Rejected(e), None).await;
+            out.fail(&e, None).await;
         }
-        Ok(handle) => {
+        Ok((_ip_slot, handle)) => {
             let span = tracing::info_span!("session", session_id = %handle.id(), %peer);
             metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
             let driver = Driver::new(state.clone(), handle, out.clone(), stream);

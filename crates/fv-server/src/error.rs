@@ -14,6 +14,9 @@ pub enum Failure {
     /// The session table is full.
     #[error("{0}")]
     Rejected(#[from] SessionError),
+    /// This client address already holds its quota of sessions.
+    #[error("too many sessions from {ip} (limit {limit})")]
+    TooManyFromAddress { ip: std::net::IpAddr, limit: usize },
     /// The first frame is not a valid `session_init_v2`.
     #[error("{0}")]
     BadInit(ParseError),
@@ -79,7 +82,7 @@ impl Failure {
     pub fn wire(&self) -> WireError {
         use Failure::*;
         let (code, retryable, close) = match self {
-            Rejected(_) => (
+            Rejected(_) | TooManyFromAddress { .. } => (
                 ErrorCode::SessionRejected,
                 false,
                 Some((close::TRY_AGAIN_LATER, close::REASON_SESSION_REJECTED)),

@@ -48,6 +48,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else if state
         .warmup_timed_out
         .load(std::sync::atomic::Ordering::Acquire)
+        || (pool.total_workers > 0 && failed == pool.total_workers)
     {
         "warmup_failed"
     } else {

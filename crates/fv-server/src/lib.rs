@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod app;
 pub mod config;
 mod driver;

@@ -80,41 +80,51 @@ struct Media {
 
 impl Media {
     /// Encodes a batch on a blocking thread and sends what it produced.
+    /// Encodes a batch on a blocking thread; each chunk is sent as soon as it is muxed, while
+    /// the next frames are still being encoded.
     async fn encode(&mut self, frames: Vec<Frame>, finish: bool) -> Result<(), Failure> {
         let mut encoder = self
             .encoder
             .take()
             .ok_or_else(|| Failure::Internal("encoder lost".into()))?;
         let started = Instant::now();
-        let (encoder, chunks) = tokio::task::spawn_blocking(move || {
-            let mut chunks = Vec::new();
-            let mut result = Ok(());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Chunk, Option<String>)>(4);
+        let job = tokio::task::spawn_blocking(move || {
+            let forward = |chunks: Vec<Chunk>, encoder: &StreamEncoder| {
+                chunks
+                    .into_iter()
+                    .all(|c| tx.blocking_send((c, encoder.mime())).is_ok())
+            };
             for frame in &frames {
                 match encoder.push(frame) {
-                    Ok(c) => chunks.extend(c),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
+                    Ok(chunks) => {
+                        // The receiver is gone only when the segment was abandoned.
+                        if !forward(chunks, &encoder) {
+                            return (encoder, Ok(()));
+                        }
                     }
+                    Err(e) => return (encoder, Err(e)),
                 }
             }
-            if finish && result.is_ok() {
+            if finish {
                 match encoder.finish_segment() {
-                    Ok(c) => chunks.extend(c),
-                    Err(e) => result = Err(e),
+                    Ok(chunks) => {
+                        forward(chunks, &encoder);
+                    }
+                    Err(e) => return (encoder, Err(e)),
                 }
             }
-            (encoder, result.map(|()| chunks))
-        })
-        .await
-        .map_err(|e| Failure::Internal(format!("encoder task failed: {e}")))?;
-        self.encode_ms += started.elapsed().as_secs_f64() * 1000.0;
-        let mime = encoder.mime();
-        self.encoder = Some(encoder);
-        for chunk in chunks? {
+            (encoder, Ok(()))
+        });
+        while let Some((chunk, mime)) = rx.recv().await {
             self.send(chunk, mime.as_deref()).await?;
         }
-        Ok(())
+        let (encoder, result) = job
+            .await
+            .map_err(|e| Failure::Internal(format!("encoder task failed: {e}")))?;
+        self.encode_ms += started.elapsed().as_secs_f64() * 1000.0;
+        self.encoder = Some(encoder);
+        Ok(result?)
     }
 
     async fn send(&mut self, chunk: Chunk, mime: Option<&str>) -> Result<(), Failure> {

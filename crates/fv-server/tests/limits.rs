@@ -415,3 +415,66 @@ async fn pending_prompts_are_capped() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sessions_per_address_are_limited() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.max_sessions_per_ip = 1;
+    let server = TestServer::start(config).await?;
+    let mut first = server.connect().await?;
+    first.init().await?;
+    let mut second = server.connect().await?;
+    let err = second.expect("error").await?;
+    assert_eq!(err["code"], "session_rejected");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1"),
+        "{err}"
+    );
+    assert_eq!(
+        second.expect_close().await?,
+        (1013, "session_rejected".to_string())
+    );
+    first.segment("unaffected").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_and_origin_are_checked_at_the_upgrade() -> anyhow::Result<()> {
+    use fv_testkit::Client;
+    let mut config = test_config();
+    config.streaming.auth_token = Some("s3cret".into());
+    config.streaming.allowed_origins = vec!["http://app.example".into()];
+    let server = TestServer::start(config).await?;
+    let url = server.ws_url();
+    assert_eq!(
+        Client::connect_with_headers(&url, &[]).await?.err(),
+        Some(401)
+    );
+    let wrong = [("authorization", "Bearer nope")];
+    assert_eq!(
+        Client::connect_with_headers(&url, &wrong).await?.err(),
+        Some(401)
+    );
+    let token = [("authorization", "Bearer s3cret")];
+    let mut c = Client::connect_with_headers(&url, &token)
+        .await?
+        .map_err(|s| anyhow::anyhow!("refused with {s}"))?;
+    c.init().await?;
+    let by_query = format!("{url}?token=s3cret");
+    let bad_origin = [("origin", "http://evil.example")];
+    assert_eq!(
+        Client::connect_with_headers(&by_query, &bad_origin)
+            .await?
+            .err(),
+        Some(403)
+    );
+    let good_origin = [("origin", "http://app.example")];
+    let mut c = Client::connect_with_headers(&by_query, &good_origin)
+        .await?
+        .map_err(|s| anyhow::anyhow!("refused with {s}"))?;
+    c.init().await?;
+    Ok(())
+}

@@ -189,6 +189,30 @@ impl Client {
         Ok(Self { ws })
     }
 
+    /// Opens a WebSocket with extra request headers. `Ok(Err(status))` when the server refused
+    /// the upgrade with that HTTP status.
+    pub async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Result<Self, u16>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                HeaderName::from_bytes(name.as_bytes())?,
+                HeaderValue::from_str(value)?,
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Ok(Self { ws })),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Ok(Err(response.status().as_u16()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn send_json(&mut self, value: &Value) -> anyhow::Result<()> {
         self.send_text(&value.to_string()).await
     }

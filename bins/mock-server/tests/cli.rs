@@ -1,0 +1,96 @@
+//! The mock-server binary itself: config errors exit 64 before binding, `--check-config` prints
+//! the effective config, and SIGTERM drains sessions (close 1001) and exits 0.
+
+use fv_testkit::Client;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mock-server");
+
+#[test]
+fn a_bad_config_exits_64_and_names_the_key() -> anyhow::Result<()> {
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile()?;
+    writeln!(
+        file,
+        "generator:\n  model_path: mock\nstreaming:\n  sesion_timeout_seconds: 5\n  max_sessions: 0"
+    )?;
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(file.path())
+        .arg("--port")
+        .arg("0")
+        .output()?;
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("streaming.sesion_timeout_seconds"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("streaming.max_sessions"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    Ok(())
+}
+
+#[test]
+fn check_config_prints_the_effective_config() -> anyhow::Result<()> {
+    let out = Command::new(BIN)
+        .args(["--check-config", "--port", "9123"])
+        .output()?;
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("port: 9123"), "{stdout}");
+    assert!(stdout.contains("width: 256"), "{stdout}");
+    assert!(stdout.contains("generation_segment_cap: 6"), "{stdout}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
+    let mut child = Command::new(BIN)
+        .args(["--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    let result = async {
+        let mut c = Client::connect(&format!("ws://{addr}/v1/stream")).await?;
+        c.init().await?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        assert!(status.success());
+        let end = c.recv_until("ltx2_stream_complete").await?;
+        assert_eq!(end["reason"], "stop_requested");
+        let (code, reason) = c.expect_close().await?;
+        assert_eq!((code, reason.as_str()), (1001, "server_shutdown"));
+        anyhow::Ok(())
+    }
+    .await;
+    let mut exit = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait()? {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if exit.is_none() {
+        let _ = child.kill();
+    }
+    result?;
+    let exit = exit.ok_or_else(|| anyhow::anyhow!("mock-server did not exit after SIGTERM"))?;
+    assert!(exit.success(), "{exit:?}");
+    Ok(())
+}
