@@ -134,7 +134,7 @@ async fn timed_segment(
             other => bail!("connection ended mid-segment {idx}: {other:?}"),
         }
     }
-    let decoded = decode_fmp4(&media)?;
+    let decoded = decode_fmp4(&media_boxes_only(&media)?)?;
     if decoded.frames != expect_frames {
         bail!(
             "segment {idx} decoded to {} frames, expected {expect_frames}",
@@ -146,6 +146,18 @@ async fn timed_segment(
         last_byte_ms: last_byte,
         frames: decoded.frames,
     })
+}
+
+/// Drops top-level boxes a fragmented stream may carry besides the media (upstream's ffmpeg adds
+/// an `mfra` index), so both servers' output goes through the same decoder.
+fn media_boxes_only(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len());
+    for b in fv_encoder::inspect::top_level(data)? {
+        if matches!(b.kind.as_str(), "ftyp" | "moov" | "moof" | "mdat") {
+            out.extend_from_slice(&data[b.offset..b.offset + b.size]);
+        }
+    }
+    Ok(out)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -161,40 +173,129 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// Segment latency of the mock server at 256x256 and 1024x576, one session, sequential segments.
-pub fn latency(root: &Path, quick: bool) -> anyhow::Result<()> {
-    let segments = if quick { 5 } else { 30 };
+/// FastVideo's Python mock server (`python -m fastvideo.entrypoints.streaming.mock_server`),
+/// for a same-run comparison. Killed on drop.
+struct PythonMock {
+    child: Child,
+    url: String,
+}
+
+impl PythonMock {
+    fn start(python: &Path) -> anyhow::Result<Self> {
+        // Pick a free port: the upstream CLI has no port 0 report.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(python)
+            .args(["-m", "fastvideo.entrypoints.streaming.mock_server", "--host", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting FastVideo's mock server")?;
+        let mut mock = Self {
+            child,
+            url: format!("ws://127.0.0.1:{port}/v1/stream"),
+        };
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(mock);
+            }
+            if let Some(status) = mock.child.try_wait()? {
+                bail!("FastVideo's mock server exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = mock.child.kill();
+        bail!("FastVideo's mock server did not listen within 60 s")
+    }
+}
+
+impl Drop for PythonMock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `segments` segments, opening a new session whenever `cap` segments were served (the
+/// upstream mock ends a session after 6 and serves one session at a time).
+async fn run_segments(
+    url: &str,
+    segments: u32,
+    cap: u32,
+    frames: usize,
+) -> anyhow::Result<Vec<SegmentTiming>> {
+    let mut out = Vec::new();
+    while (out.len() as u32) < segments {
+        let mut c = Client::connect(url).await?;
+        c.init().await?;
+        let in_session = cap.min(segments - out.len() as u32);
+        for i in 0..in_session {
+            out.push(timed_segment(&mut c, i, frames).await?);
+        }
+        drop(c);
+        // Upstream frees its single slot only after the handler returns.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(out)
+}
+
+fn print_row(label: &str, timings: &[SegmentTiming]) -> (f64, f64) {
+    let first = sorted(timings.iter().map(|t| t.first_byte_ms).collect());
+    let last = sorted(timings.iter().map(|t| t.last_byte_ms).collect());
+    println!(
+        "{:>28} {:>5} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>10.1}ms",
+        label,
+        timings.len(),
+        percentile(&first, 50.0),
+        percentile(&first, 99.0),
+        percentile(&last, 50.0),
+        percentile(&last, 99.0)
+    );
+    (percentile(&first, 50.0), percentile(&last, 50.0))
+}
+
+/// Segment latency of the mock server at 256x256 and 1024x576, one session at a time, and of
+/// FastVideo's own mock at 256x256 when `--python PATH` is given.
+pub fn latency(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let quick = args.contains(&"--quick");
+    let python = args
+        .iter()
+        .position(|a| *a == "--python")
+        .map(|i| {
+            args.get(i + 1)
+                .map(PathBuf::from)
+                .ok_or_else(|| anyhow!("--python needs a path"))
+        })
+        .transpose()?;
+    let segments = if quick { 6 } else { 30 };
     let rt = tokio::runtime::Runtime::new()?;
-    println!("mock-server segment latency: segment_prompt_source -> first / last media byte");
+    println!("segment latency: segment_prompt_source -> first / last media byte (24 frames, 1 step,");
+    println!("no simulated generation time: server + encoder overhead), one session at a time");
     println!(
-        "(24 frames, 1 step, no simulated generation time: this is server + encoder overhead)"
+        "{:>28} {:>5} {:>12} {:>12} {:>12} {:>12}",
+        "server", "segs", "first p50", "first p99", "last p50", "last p99"
     );
-    println!(
-        "{:>10} {:>6} {:>12} {:>12} {:>12} {:>12}",
-        "size", "segs", "first p50", "first p99", "last p50", "last p99"
-    );
+    let mut ours_256 = None;
     for (w, h) in [(256u32, 256u32), (1024, 576)] {
         let server = MockServer::start(root, &config_yaml(w, h, 24, 4, 1))?;
-        let timings: Vec<SegmentTiming> = rt.block_on(async {
-            let mut c = Client::connect(&server.url()).await?;
-            c.init().await?;
-            let mut out = Vec::new();
-            for i in 0..segments {
-                out.push(timed_segment(&mut c, i, 24).await?);
-            }
-            anyhow::Ok(out)
-        })?;
-        let first = sorted(timings.iter().map(|t| t.first_byte_ms).collect());
-        let last = sorted(timings.iter().map(|t| t.last_byte_ms).collect());
-        println!(
-            "{:>10} {:>6} {:>10.1}ms {:>10.1}ms {:>10.1}ms {:>10.1}ms",
-            format!("{w}x{h}"),
-            segments,
-            percentile(&first, 50.0),
-            percentile(&first, 99.0),
-            percentile(&last, 50.0),
-            percentile(&last, 99.0)
-        );
+        let timings = rt.block_on(run_segments(&server.url(), segments, 1000, 24))?;
+        let row = print_row(&format!("fv-stream mock {w}x{h}"), &timings);
+        if w == 256 {
+            ours_256 = Some(row);
+        }
+    }
+    if let Some(python) = python {
+        let mock = PythonMock::start(&python)?;
+        // The upstream mock's media carries x264 output; decode checks stay on.
+        let timings = rt.block_on(run_segments(&mock.url, segments, 6, 24))?;
+        let (first, last) = print_row("FastVideo mock 256x256", &timings);
+        if let Some((our_first, our_last)) = ours_256 {
+            println!(
+                "  FastVideo / fv-stream at 256x256: first byte {:.1}x, last byte {:.1}x slower",
+                first / our_first,
+                last / our_last
+            );
+        }
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ commands:
       openh264 + fMP4 (in-process, 1 thread) vs ffmpeg libx264 over a pipe, same frames:
       frames/s, CPU time, bytes and PSNR at 1024x576 and 1920x1088, 120 frames, 7 reps
       (--quick: 1024x576, 48 frames, 3 reps; --size/--frames override)
-  bench latency [--quick]
+  bench latency [--quick] [--python PATH]
+      (--python: a Python with the `fastvideo` package: also runs FastVideo's own mock server
+      at 256x256 in the same run and prints the ratio)
       mock-server (release, own process): segment_prompt_source -> first/last media byte,
       p50/p99 at 256x256 and 1024x576
   bench load [--sessions N] [--segments N]
@@ -34,7 +36,7 @@ fn main() -> Result<()> {
     match args.as_slice() {
         ["bench", "encoder", rest @ ..] => bench_encoder::run(rest),
         ["bench", "latency", rest @ ..] => {
-            bench_server::latency(&root()?, rest.contains(&"--quick"))
+            bench_server::latency(&root()?, rest)
         }
         ["bench", "load", rest @ ..] => {
             let sessions = flag(rest, "--sessions")?.unwrap_or(200);

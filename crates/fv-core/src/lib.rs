@@ -1,10 +1,115 @@
 //! The interface between video generators and the streaming server.
 //!
-//! `fv-core` is deliberately tiny (no tokio, no candle): model crates implement
-//! [`Generator`], the server and the pool consume it. A generator is blocking code
-//! that runs on a thread the pool owns; it reports every denoising step through a
-//! [`GenerationSink`], may hand over decoded frames in batches before it returns,
-//! and stops at its next step once its [`CancelToken`] fires.
+//! `fv-core` is deliberately tiny (no tokio, no candle, no IO): model crates implement
+//! [`Generator`]; the GPU pool (`fv-pool`) runs generators on its worker threads and the server
+//! turns their output into a stream. Depend on this crate alone to write a model backend.
+//!
+//! # Main types
+//!
+//! * [`Generator`]: a video model. Blocking, [`Send`], one call to
+//!   [`generate`](Generator::generate) per segment.
+//! * [`GenerationRequest`]: everything one segment needs (prompt, seed, size, frame count,
+//!   optional conditioning image and [`ContinuationState`]).
+//! * [`GenerationSink`]: receives progress while a segment runs: a `step` per denoising step
+//!   and decoded [`Frame`] batches. [`CollectingSink`] keeps everything (tests, whole-segment
+//!   callers).
+//! * [`GenerationResult`]: the frames not yet handed to the sink, the [`ContinuationState`] for
+//!   the next segment, optional [`AudioTrack`].
+//! * [`CancelToken`]: a shared flag the server fires when the client leaves.
+//! * [`GenerateError`]: `Cancelled`, `InvalidRequest` (the request cannot be served) or
+//!   `Failed` (the model broke).
+//! * [`Frame`]: one RGB24 frame whose buffer length is checked against its size
+//!   ([`FrameError`] otherwise).
+//! * [`MockGenerator`]: a deterministic, GPU-free generator with configurable speed and batch
+//!   size ([`MockGeneratorConfig`]), for tests and demos.
+//!
+//! # The generator contract
+//!
+//! * `generate` is blocking and runs on a thread the pool owns, never on an async runtime
+//!   thread. It may take seconds.
+//! * It calls [`GenerationSink::step`] after every denoising step (1-based, with the total).
+//! * It checks its [`CancelToken`] at least once per step and returns
+//!   [`GenerateError::Cancelled`] once it fired, so a departed client frees the device within
+//!   one step.
+//! * Frames go out in order: first every batch passed to [`GenerationSink::frames`], then
+//!   [`GenerationResult::frames`] as the last batch. Handing frames over early lets encoding
+//!   overlap generation.
+//! * A [`ContinuationState`] it returns must be accepted back in the next request's `state`
+//!   (on this or another instance, possibly after a reconnect); a state it cannot use is an
+//!   [`InvalidRequest`](GenerateError::InvalidRequest), not a panic.
+//! * Bad input is an error, never a panic. The pool catches a panic, fails that run and keeps
+//!   the same generator in service, so a generator must stay usable after a call that panicked.
+//!
+//! # Example
+//!
+//! A generator that makes black frames, driven by hand:
+//!
+//! ```
+//! use fv_core::{
+//!     CancelToken, CollectingSink, Frame, GenerateError, GenerationRequest, GenerationResult,
+//!     GenerationSink, Generator,
+//! };
+//!
+//! struct Black;
+//!
+//! impl Generator for Black {
+//!     fn generate(
+//!         &mut self,
+//!         request: &GenerationRequest,
+//!         sink: &mut dyn GenerationSink,
+//!         cancel: &CancelToken,
+//!     ) -> Result<GenerationResult, GenerateError> {
+//!         for step in 1..=request.num_inference_steps {
+//!             if cancel.is_cancelled() {
+//!                 return Err(GenerateError::Cancelled);
+//!             }
+//!             sink.step(step, request.num_inference_steps);
+//!         }
+//!         let len = request.width as usize * request.height as usize * 3;
+//!         let frames = (0..request.num_frames)
+//!             .map(|_| Frame::from_rgb(request.width, request.height, vec![0; len]))
+//!             .collect::<Result<Vec<_>, _>>()
+//!             .map_err(|e| GenerateError::InvalidRequest(e.to_string()))?;
+//!         Ok(GenerationResult { frames, ..GenerationResult::default() })
+//!     }
+//! }
+//!
+//! let request = GenerationRequest {
+//!     session_id: "s1".into(),
+//!     segment_idx: 0,
+//!     prompt: "night".into(),
+//!     negative_prompt: None,
+//!     seed: 0,
+//!     num_inference_steps: 2,
+//!     guidance_scale: 1.0,
+//!     width: 8,
+//!     height: 8,
+//!     num_frames: 3,
+//!     fps: 24,
+//!     image_path: None,
+//!     state: None,
+//! };
+//! let mut sink = CollectingSink::default();
+//! let result = Black.generate(&request, &mut sink, &CancelToken::new())?;
+//! assert_eq!(sink.steps, [(1, 2), (2, 2)]);
+//! assert_eq!(result.frames.len(), 3);
+//!
+//! // A fired token stops the run at the next step.
+//! let cancel = CancelToken::new();
+//! cancel.cancel();
+//! let outcome = Black.generate(&request, &mut sink, &cancel);
+//! assert_eq!(outcome, Err(GenerateError::Cancelled));
+//! # Ok::<(), GenerateError>(())
+//! ```
+//!
+//! # Examples
+//!
+//! * `crates/fv-core/examples/mock_generator.rs` (`cargo run -p fv-core --example
+//!   mock_generator`): [`MockGenerator`] driven by hand, continuation across segments, and
+//!   cancellation from another thread.
+//! * `crates/fv-pool/examples/custom_generator.rs` (`cargo run -p fv-pool --example
+//!   custom_generator`): a model with request validation, frame batches and its own
+//!   continuation state, served through the GPU pool.
 
 mod cancel;
 mod frame;

@@ -1,7 +1,24 @@
 //! GPU worker pool: a FIFO queue of sessions in front of a fixed set of workers, each worker
 //! owning one [`fv_core::Generator`] on its own OS thread.
 //!
-//! The flow for one session:
+//! Embed it to share a few devices among many streaming sessions: build an [`InProcessPool`]
+//! from one generator per device, hand `Arc<InProcessPool>` (or `Arc<dyn GpuPool>`) to your
+//! connection handlers, and let each session acquire a worker, run segments on it and give it
+//! back.
+//!
+//! # Main types
+//!
+//! * [`GpuPool`]: the trait sessions use (`acquire`, `status`, `is_ready`), so a server can be
+//!   tested against another implementation.
+//! * [`InProcessPool`]: the implementation, one OS thread per generator. Configured by
+//!   [`PoolConfig`] (acquire timeout, queue bound, event buffer, optional warm-up request).
+//! * [`Lease`]: a session's binding to one worker, held across segments.
+//! * [`RunHandle`]: one running segment; yields [`RunEvent`]s.
+//! * [`QueuePosition`]: progress updates while a session waits.
+//! * [`PoolStatus`] / [`WorkerStatus`]: snapshots for `/status` and `/readyz`.
+//! * [`PoolError`]: why a request could not be served.
+//!
+//! # The flow for one session
 //!
 //! 1. [`GpuPool::acquire`] waits (FIFO, bounded, with a timeout) for a free worker and streams
 //!    [`QueuePosition`] updates while it waits.
@@ -10,12 +27,92 @@
 //!    [`RunEvent`]s: a `Step` per denoising step, `Frames` batches as they are decoded, then one
 //!    `Done`.
 //! 3. Dropping the `RunHandle` or the `Lease` cancels the run; the generator stops at its next
-//!    step. The worker serves the next waiter only once the lease is gone *and* the generator
-//!    has returned, so two sessions never share a device.
+//!    step. Dropping the `Lease` (or [`Lease::release`]) gives the worker back.
 //!
-//! GPU work never runs on tokio threads: each worker is a plain OS thread looping on a command
-//! channel. A generator panic is caught and reported as a failed run; the worker stays in
-//! service (see [`InProcessPool`]).
+//! # Invariants
+//!
+//! * **A worker is free only when its lease is gone and its run has returned.** A cancelled
+//!   generator may still be finishing its current step after the lease is dropped; the worker
+//!   serves the next waiter only once it has returned, so two sessions never share a device.
+//! * One run at a time per lease: [`Lease::run`] fails with [`PoolError::RunInProgress`] until
+//!   the previous run's `Done` is readable (or, after dropping its handle, until the generator
+//!   has stopped).
+//! * Every run ends with exactly one [`RunEvent::Done`], even when the worker could not send it
+//!   (it is synthesised). On success every frame has arrived as `Frames` events before `Done`.
+//! * Waiters are served strictly first come, first served; at most
+//!   [`PoolConfig::max_queue`] wait at once ([`PoolError::QueueFull`] beyond) and each waits at
+//!   most [`PoolConfig::acquire_timeout`] ([`PoolError::AcquireTimeout`]). Dropping an
+//!   `acquire` future leaves the queue without leaking a worker granted in the same instant.
+//! * A generator blocks when its consumer falls [`PoolConfig::event_buffer`] events behind
+//!   (back-pressure), but stops waiting once the run is cancelled, so a consumer that stopped
+//!   reading cannot pin a worker.
+//! * GPU work never runs on tokio threads: each worker is a plain OS thread looping on a
+//!   command channel. A generator panic is caught and reported as a failed run; the worker
+//!   stays in service (see [`InProcessPool`]). A worker whose warm-up fails is excluded from
+//!   service; if none is left, waiters fail with [`PoolError::NoWorkers`].
+//! * Dropping the pool closes it (waiters get [`PoolError::Closed`], runs are cancelled);
+//!   [`InProcessPool::shutdown`] also joins the worker threads.
+//!
+//! # Example
+//!
+//! ```
+//! use fv_core::{GenerationRequest, Generator, MockGenerator};
+//! use fv_pool::{GpuPool, InProcessPool, PoolConfig, RunEvent};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One generator per device; the mock needs none.
+//! let generators: Vec<Box<dyn Generator>> = vec![Box::new(MockGenerator::default())];
+//! let pool = InProcessPool::new(generators, PoolConfig::default())?;
+//!
+//! // Queue positions arrive here while acquire waits (forward them to the client).
+//! let (updates, _positions) = tokio::sync::mpsc::unbounded_channel();
+//! let mut lease = pool.acquire("session-1", updates).await?;
+//!
+//! let request = GenerationRequest {
+//!     session_id: "session-1".into(),
+//!     segment_idx: 0,
+//!     prompt: "a cat".into(),
+//!     negative_prompt: None,
+//!     seed: 1,
+//!     num_inference_steps: 4,
+//!     guidance_scale: 1.0,
+//!     width: 64,
+//!     height: 32,
+//!     num_frames: 20,
+//!     fps: 24,
+//!     image_path: None,
+//!     state: None,
+//! };
+//! let mut run = lease.run(request)?;
+//! let mut frames = 0;
+//! while let Some(event) = run.next().await {
+//!     match event {
+//!         RunEvent::Step { step, total } => println!("step {step}/{total}"),
+//!         RunEvent::Frames(batch) => frames += batch.len(), // encode and send
+//!         RunEvent::Done(result) => {
+//!             // Keep `result?.state` for the next segment's request.
+//!             assert!(result?.state.is_some());
+//!         }
+//!     }
+//! }
+//! assert_eq!(frames, 20);
+//!
+//! drop(lease); // the worker is free again
+//! assert_eq!(pool.status().available_workers, 1);
+//! pool.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Examples
+//!
+//! * `crates/fv-pool/examples/pool.rs` (`cargo run -p fv-pool --example pool`): two workers,
+//!   three concurrent sessions with queue positions, step and frame events, cancellation by
+//!   dropping a [`RunHandle`], and [`GpuPool::status`] snapshots.
+//! * `crates/fv-pool/examples/custom_generator.rs` (`cargo run -p fv-pool --example
+//!   custom_generator`): implementing [`fv_core::Generator`] for your own model (steps, cancel
+//!   checks, frame batches, continuation state) and serving it with a warm-up request.
 
 mod error;
 mod inprocess;

@@ -3,7 +3,121 @@
 //!
 //! The crate knows nothing about WebSockets, pools or stores: the server's connection task
 //! owns a [`Session`] and a [`SessionHandle`], feeds them plain values and maps
-//! [`SessionError`] to wire errors itself.
+//! [`SessionError`] to wire errors itself. Embed it in any server that needs "at most N
+//! sessions, each with a lifecycle and timeouts".
+//!
+//! # Main types
+//!
+//! * [`SessionManager`]: admits sessions up to [`SessionLimits::max_sessions`], expires silent
+//!   ones (init and idle timeouts, checked by [`SessionManager::spawn_reaper`] or
+//!   [`SessionManager::reap`]), and gives `/status` a [`SessionManager::snapshot`]. Shared as
+//!   `Arc<SessionManager>`.
+//! * [`SessionHandle`]: one held slot, owned by the connection task. It reports activity
+//!   ([`touch`](SessionHandle::touch), [`set_busy`](SessionHandle::set_busy),
+//!   [`mark_initialized`](SessionHandle::mark_initialized),
+//!   [`publish`](SessionHandle::publish)) and resolves [`expired`](SessionHandle::expired) with
+//!   an [`Expiry`] when the manager ends the session.
+//! * [`Session`]: the session's own data (settings, segment count) and its [`SessionState`],
+//!   changed only through [`Session::transition`], which refuses edges outside the table with a
+//!   [`TransitionError`].
+//! * [`SessionLogger`] / [`SessionLog`]: `session-<id>.jsonl` files with `session_start`,
+//!   `segment` ([`SegmentRecord`]), `error` and `session_end` events.
+//! * [`decode_initial_image`] → [`InitImage`] → [`InitImage::persist`] → [`PersistedImage`]:
+//!   validates `session_init_v2.initial_image` and writes it to a temp file for the generator.
+//! * [`SessionError`]: the crate's one error type; the specific errors convert into it.
+//!
+//! # Invariants
+//!
+//! * Every admitted handle holds a slot until it is **dropped**, also after it expired; the
+//!   limit counts sockets that have not sent `session_init_v2` yet (the init timeout bounds
+//!   them).
+//! * A session runs exactly one timer: the init timeout from admission until
+//!   [`mark_initialized`](SessionHandle::mark_initialized), then the idle timeout, restarted
+//!   by every [`touch`](SessionHandle::touch). No timer runs while the session is busy
+//!   ([`set_busy`](SessionHandle::set_busy)) or once a terminal state has been published.
+//! * A session expires at most once; the first [`Expiry`] reason is kept.
+//! * A refused transition leaves the state unchanged and is returned, never swallowed;
+//!   terminal states (`Complete`, `Error`, `Timeout`, `Rejected`) have no exit.
+//! * Every limit is validated ([`SessionLimits::validate`]); out-of-range values are an
+//!   [`SessionError::InvalidLimits`] naming the field.
+//! * Logging never fails a session: IO errors are reported once through `tracing`.
+//! * A [`PersistedImage`]'s file is deleted when the value is dropped.
+//!
+//! # Example
+//!
+//! ```
+//! use fv_session::{SessionError, SessionLimits, SessionManager, SessionState};
+//!
+//! let manager = SessionManager::new(SessionLimits {
+//!     max_sessions: 1,
+//!     ..SessionLimits::default()
+//! })?;
+//! // At accept time, before reading a frame:
+//! let handle = manager.admit()?;
+//! assert!(matches!(manager.admit(), Err(SessionError::Full { max: 1 })));
+//!
+//! // session_init_v2 accepted: the idle timeout replaces the init timeout.
+//! let mut session = handle.new_session();
+//! handle.mark_initialized();
+//! for state in [SessionState::Queued, SessionState::GpuBinding, SessionState::Active] {
+//!     session.transition(state)?;
+//! }
+//! session.complete_segment();
+//! handle.publish(&session); // what /status shows
+//! assert_eq!(manager.snapshot()[0].state, SessionState::Active);
+//! assert_eq!(manager.snapshot()[0].segment_idx, 1);
+//!
+//! // Edges outside the table are errors; the state stays as it was.
+//! let err = session
+//!     .transition(SessionState::Queued)
+//!     .expect_err("active -> queued is not an edge");
+//! assert_eq!(err.to_string(), "illegal session state transition: active -> queued");
+//! assert_eq!(session.state(), SessionState::Active);
+//!
+//! drop(handle); // frees the slot
+//! assert_eq!(manager.active_count(), 0);
+//! # Ok::<(), SessionError>(())
+//! ```
+//!
+//! A connection task waits for the client and for the manager's verdict at the same time:
+//!
+//! ```no_run
+//! use fv_session::{DEFAULT_REAP_PERIOD, SessionHandle, SessionLimits, SessionManager};
+//! use tokio::sync::mpsc;
+//!
+//! async fn connection(handle: SessionHandle, mut frames: mpsc::Receiver<String>) {
+//!     loop {
+//!         tokio::select! {
+//!             reason = handle.expired() => {
+//!                 // Send an error frame naming `reason`, then close the socket.
+//!                 eprintln!("session {} ended: {reason}", handle.id());
+//!                 break;
+//!             }
+//!             frame = frames.recv() => {
+//!                 let Some(_frame) = frame else { break };
+//!                 handle.touch(); // any client frame restarts the idle timer
+//!             }
+//!         }
+//!     }
+//!     // `handle` drops here and frees the slot.
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), fv_session::SessionError> {
+//! let manager = SessionManager::new(SessionLimits::default())?;
+//! let _reaper = manager.spawn_reaper(DEFAULT_REAP_PERIOD);
+//! let (_tx, rx) = mpsc::channel(16);
+//! tokio::spawn(connection(manager.admit()?, rx));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Examples
+//!
+//! * `crates/fv-session/examples/manager.rs` (`cargo run -p fv-session --example manager`):
+//!   limits and the reaper with short timeouts, admission and slot release, the init and idle
+//!   timeouts, state transitions including a refused one, the JSONL logger writing to a temp
+//!   directory, and decoding and persisting an initial image.
 
 mod error;
 pub mod init_image;
