@@ -183,9 +183,16 @@ struct PythonMock {
 impl PythonMock {
     fn start(python: &Path) -> anyhow::Result<Self> {
         // Pick a free port: the upstream CLI has no port 0 report.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(python)
-            .args(["-m", "fastvideo.entrypoints.streaming.mock_server", "--host", "127.0.0.1"])
+            .args([
+                "-m",
+                "fastvideo.entrypoints.streaming.mock_server",
+                "--host",
+                "127.0.0.1",
+            ])
             .args(["--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -269,7 +276,9 @@ pub fn latency(root: &Path, args: &[&str]) -> anyhow::Result<()> {
         .transpose()?;
     let segments = if quick { 6 } else { 30 };
     let rt = tokio::runtime::Runtime::new()?;
-    println!("segment latency: segment_prompt_source -> first / last media byte (24 frames, 1 step,");
+    println!(
+        "segment latency: segment_prompt_source -> first / last media byte (24 frames, 1 step,"
+    );
     println!("no simulated generation time: server + encoder overhead), one session at a time");
     println!(
         "{:>28} {:>5} {:>12} {:>12} {:>12} {:>12}",

@@ -4,6 +4,7 @@
 //! `cargo run --release -p xtask -- bench encoder [--quick] [--reps N] [--size WxH] [--frames N]`.
 
 mod bench_encoder;
+mod bench_router;
 mod bench_server;
 mod check_layers;
 
@@ -25,6 +26,10 @@ commands:
   bench load [--sessions N] [--segments N]
       N concurrent sessions (200) x N segments (3) at 256x256; every segment must arrive in
       order and decode to its 24 frames; p50/p99 latency and server peak RSS
+  bench router [--quick] [--round-trips N]
+      stream-router vs nginx (WebSocket reverse proxy) vs direct, same run on loopback:
+      added latency per message (p50/p99, N=2000 round trips) and binary throughput
+      (256 x 1 MiB frames); --quick: 300 round trips, 64 frames
   check-layers
       fail when a crate depends on something its layer forbids (ARCHITECTURE.md)
   help
@@ -35,13 +40,22 @@ fn main() -> Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["bench", "encoder", rest @ ..] => bench_encoder::run(rest),
-        ["bench", "latency", rest @ ..] => {
-            bench_server::latency(&root()?, rest)
-        }
+        ["bench", "latency", rest @ ..] => bench_server::latency(&root()?, rest),
         ["bench", "load", rest @ ..] => {
             let sessions = flag(rest, "--sessions")?.unwrap_or(200);
             let segments = flag(rest, "--segments")?.unwrap_or(3);
             bench_server::load(&root()?, sessions, segments as u32)
+        }
+        ["bench", "router", rest @ ..] => {
+            let mut opts = if rest.contains(&"--quick") {
+                bench_router::Options::quick()
+            } else {
+                bench_router::Options::full()
+            };
+            if let Some(n) = flag(rest, "--round-trips")? {
+                opts.round_trips = n;
+            }
+            bench_router::run(&root()?, opts)
         }
         ["check-layers"] => check_layers::run(),
         [] | ["help" | "--help" | "-h"] => {

@@ -39,13 +39,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mock-server: {e:#}");
-            // 64 = EX_USAGE: the configuration was refused before anything was bound.
-            let config_error = e.downcast_ref::<fv_server::config::ConfigError>().is_some()
-                || matches!(
-                    e.downcast_ref::<fv_server::ServerError>(),
-                    Some(fv_server::ServerError::Config(_) | fv_server::ServerError::Limits(_))
-                );
-            std::process::ExitCode::from(if config_error { 64 } else { 1 })
+            fv_server::exit_code(e.as_ref())
         }
     }
 }

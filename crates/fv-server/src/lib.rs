@@ -103,6 +103,17 @@ fn warmup_request(config: &ServeConfig) -> fv_core::GenerationRequest {
     }
 }
 
+/// The process exit code for an error that ended a server binary: 64 (EX_USAGE) when the
+/// configuration was refused before anything was bound, 1 otherwise.
+pub fn exit_code(error: &(dyn std::error::Error + 'static)) -> std::process::ExitCode {
+    let config_error = error.downcast_ref::<config::ConfigError>().is_some()
+        || matches!(
+            error.downcast_ref::<ServerError>(),
+            Some(ServerError::Config(_) | ServerError::Limits(_))
+        );
+    std::process::ExitCode::from(if config_error { 64 } else { 1 })
+}
+
 /// Resolves on SIGTERM or ctrl-c.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

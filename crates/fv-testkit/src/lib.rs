@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod router;
+
 /// How long a test waits for any single server message before failing (a guard against hangs,
 /// not a performance assertion).
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,0 +1,72 @@
+//! stream-router: routes `/v1/stream` WebSockets to healthy streaming-server replicas with
+//! room. `cargo run -p stream-router -- --config configs/router.yaml`.
+
+use clap::Parser;
+use fv_router::RouterError;
+use fv_router::config::RouterConfig;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "fv-stream router: one address in front of streaming-server replicas"
+)]
+struct Args {
+    /// Router YAML (a top-level `router:` block; see docs/router.md)
+    #[arg(long)]
+    config: PathBuf,
+    /// Address to listen on [default: router.host from --config]
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: router.port from --config]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Print the effective configuration and exit
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Logs go to stderr, so stdout's first line is always `listening on ...` for scripts.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stream-router: {e:#}");
+            // 64 = EX_USAGE: the configuration was refused before anything was bound.
+            let config_error = e.downcast_ref::<fv_router::config::ConfigError>().is_some()
+                || matches!(
+                    e.downcast_ref::<RouterError>(),
+                    Some(RouterError::Config(_))
+                );
+            std::process::ExitCode::from(if config_error { 64 } else { 1 })
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = RouterConfig::load(&args.config)?;
+    if let Some(host) = args.host {
+        config.host = host;
+    }
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    config.validate()?;
+    if args.check_config {
+        print!("{}", config.to_yaml_string());
+        return Ok(());
+    }
+    let router = fv_router::Router::bind(config).await?;
+    let addr = router.local_addr()?;
+    tracing::info!("router listening on http://{addr}/ (WebSocket /v1/stream)");
+    println!("listening on http://{addr}/");
+    router.serve(fv_router::shutdown_signal()).await?;
+    Ok(())
+}

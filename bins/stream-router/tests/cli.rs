@@ -1,0 +1,102 @@
+//! The stream-router binary: `--check-config`, overrides, exit codes, SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stream-router"))
+}
+
+fn shipped_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/router.yaml")
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_overrides() {
+    let out = bin()
+        .arg("--config")
+        .arg(shipped_config())
+        .args(["--port", "9100", "--host", "127.0.0.2", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let printed = fv_router::config::RouterConfig::from_yaml_str(&text).unwrap();
+    assert_eq!((printed.host.as_str(), printed.port), ("127.0.0.2", 9100));
+    assert_eq!(printed.replicas.len(), 2);
+    assert!(text.contains("recovery_threshold: 2"), "{text}");
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.yaml");
+    std::fs::write(
+        &path,
+        "router:\n  replicas:\n    - url: http://a\n      wieght: 2\n",
+    )
+    .unwrap();
+    let out = bin().arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("router.replicas[0].wieght: unknown key"),
+        "{err}"
+    );
+    // A missing file is a usage error too.
+    let out = bin()
+        .arg("--config")
+        .arg(dir.path().join("nope.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.yaml");
+    // Port 1: nothing listens there, so no replica becomes healthy.
+    std::fs::write(
+        &config,
+        "router:\n  replicas:\n    - url: http://127.0.0.1:1\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|s| s.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, body) = rt.block_on(fv_testkit::http_get(addr, "/healthz")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = rt.block_on(fv_testkit::http_get(addr, "/readyz")).unwrap();
+    assert_eq!(code, 503);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

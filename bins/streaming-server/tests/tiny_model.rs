@@ -1,0 +1,70 @@
+//! The streaming server with the real LTX-2 pipeline on the tiny random-weight model: one
+//! segment end to end, decoded back from the fMP4 it streams.
+#![allow(clippy::unwrap_used)]
+
+use fv_server::config::ServeConfig;
+use fv_testkit::{TestServer, decode_fmp4, test_config};
+use std::path::Path;
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("bins/streaming-server sits two levels below the root")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_one_real_segment_from_the_tiny_model() {
+    let dir = tempfile::tempdir().unwrap();
+    fv_inference::tiny::write_random_model(dir.path()).unwrap();
+    let pipeline =
+        fv_inference::Ltx2Pipeline::load(dir.path(), &fv_inference::Device::Cpu).unwrap();
+
+    let mut config = test_config();
+    config.generator.model_path = dir.path().display().to_string();
+    let s = &mut config.default_request.sampling;
+    (s.width, s.height, s.num_frames, s.num_inference_steps) = (64, 96, 9, 2);
+    config.streaming.pool.num_workers = Some(1);
+    let generators = vec![Box::new(pipeline) as Box<dyn fv_core::Generator>];
+    let deps = fv_server::deps_with_generators(&config, generators).unwrap();
+    let server = TestServer::start_with(config, deps).await.unwrap();
+
+    let mut client = server.connect().await.unwrap();
+    client.init().await.unwrap();
+    let segment = client.segment("a lighthouse at dusk").await.unwrap();
+    let steps = segment
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "step_complete")
+        .count();
+    assert_eq!(
+        steps, 2,
+        "one step_complete per denoising step: {:?}",
+        segment.order
+    );
+    let decoded = decode_fmp4(&segment.media()).unwrap();
+    assert_eq!(decoded.frames, 9, "{:?}", segment.order);
+    assert_eq!((decoded.width, decoded.height), (64, 96));
+    assert_eq!(decoded.samples, 9);
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_shipped_tiny_config_loads_and_fits_the_tiny_model() {
+    let loaded = ServeConfig::load(&repo_root().join("configs/tiny-ltx2.yaml")).unwrap();
+    loaded.config.validate().unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // `--check-config` prints a config that loads back to the same one.
+    let again = ServeConfig::from_yaml_str(&loaded.config.to_yaml_string()).unwrap();
+    assert_eq!(again.config, loaded.config);
+    let dir = tempfile::tempdir().unwrap();
+    fv_inference::tiny::write_random_model(dir.path()).unwrap();
+    let pipeline =
+        fv_inference::Ltx2Pipeline::load(dir.path(), &fv_inference::Device::Cpu).unwrap();
+    let s = &loaded.config.default_request.sampling;
+    assert_eq!(loaded.config.generator.model_path, "/tmp/tiny-ltx2");
+    assert!(!loaded.config.streaming.warmup.enabled);
+    pipeline
+        .latent_grid(s.width, s.height, s.num_frames)
+        .unwrap();
+}

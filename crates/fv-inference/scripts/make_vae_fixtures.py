@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Parity fixture for the LTX-2 video VAE decoder, made with the reference (diffusers).
+
+Not part of CI: the fixture is committed and `cargo test -p fv-inference` reads it.
+
+    /root/.cache/ltx-venv/bin/python crates/fv-inference/scripts/make_vae_fixtures.py
+
+Writes tests/fixtures/vae_tiny.json (the tiny AutoencoderKLLTX2Video config and the latent grid)
+and tests/fixtures/vae_tiny.safetensors: the decoder weights and latents_mean/latents_std under
+their diffusers names (the JSON also lists each with its Lightricks single-file name, checked
+with diffusers' own converter), the packed latent tokens the transformer would produce (`input.tokens`,
+[B, F*H*W, C]) and the reference output (`output.sample`, [B, 3, frames, height, width]).
+
+The reference path is the pipeline's: unpack tokens -> de-normalise with latents_mean/std ->
+`vae.decode(z, temb=None)` with the non-causal decoder (the LTX-2.0 release). The tiny config
+keeps the real structure (mid block, three up blocks each with a depth-to-space upsampler and a
+residual, reflect padding, patch size 4) and mixes the upsampler types so that a decoder which
+reversed `upsample_type` like the other per-block lists would fail.
+"""
+
+import json
+import math
+import os
+
+import torch
+from safetensors.torch import save_file
+
+import diffusers
+from diffusers import AutoencoderKLLTX2Video
+from diffusers.loaders.single_file_utils import convert_ltx2_vae_to_diffusers
+from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+TINY = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=8,
+    block_out_channels=(8, 16, 16, 32),
+    decoder_block_out_channels=(8, 16, 32),
+    layers_per_block=(1, 1, 1, 1, 1),
+    decoder_layers_per_block=(1, 2, 1, 1),
+    spatio_temporal_scaling=(True, True, True, True),
+    decoder_spatio_temporal_scaling=(True, True, True),
+    decoder_inject_noise=(False, False, False, False),
+    upsample_type=("spatiotemporal", "spatial", "temporal"),
+    upsample_residual=(True, True, True),
+    upsample_factor=(2, 2, 2),
+    timestep_conditioning=False,
+    patch_size=4,
+    patch_size_t=1,
+    resnet_norm_eps=1e-6,
+    scaling_factor=1.0,
+    encoder_causal=True,
+    decoder_causal=False,
+    encoder_spatial_padding_mode="zeros",
+    decoder_spatial_padding_mode="reflect",
+)
+GRID = dict(num_frames=3, height=3, width=4)
+BATCH = 1
+
+
+def lightricks_vae_name(name: str) -> str:
+    """Inverse of diffusers' single-file VAE rename for decoder tensors (checked below)."""
+    if name == "latents_mean":
+        return "vae.per_channel_statistics.mean-of-means"
+    if name == "latents_std":
+        return "vae.per_channel_statistics.std-of-means"
+    n = name.replace("resnets", "res_blocks")
+    if n.startswith("decoder.mid_block."):
+        n = "decoder.up_blocks.0." + n[len("decoder.mid_block."):]
+    elif n.startswith("decoder.up_blocks."):
+        i, rest = n[len("decoder.up_blocks."):].split(".", 1)
+        if rest.startswith("upsamplers.0."):
+            n = f"decoder.up_blocks.{2 * int(i) + 1}." + rest[len("upsamplers.0."):]
+        else:
+            n = f"decoder.up_blocks.{2 * int(i) + 2}." + rest
+    return "vae." + n
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video(**TINY).eval()
+    gen = torch.Generator().manual_seed(4321)
+    with torch.no_grad():
+        for name, p in vae.decoder.named_parameters():
+            if name.endswith(".weight") and p.ndim == 5:
+                fan_in = p.shape[1] * p.shape[2] * p.shape[3] * p.shape[4]
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                raise SystemExit(f"unhandled decoder parameter {name} {tuple(p.shape)}")
+        c = TINY["latent_channels"]
+        vae.latents_mean.copy_(0.5 * torch.randn(c, generator=gen))
+        vae.latents_std.copy_(0.5 + torch.rand(c, generator=gen))
+
+    f, h, w = GRID["num_frames"], GRID["height"], GRID["width"]
+    tokens = torch.randn(BATCH, f * h * w, TINY["latent_channels"], generator=gen)
+    with torch.no_grad():
+        z = LTX2Pipeline._unpack_latents(tokens, f, h, w, 1, 1)
+        z = LTX2Pipeline._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        out = vae.decode(z, None, return_dict=False)[0]
+        causal = vae.decode(z, None, causal=True, return_dict=False)[0]
+    print(f"vae: out {tuple(out.shape)}, max |x| = {out.abs().max():.3f}, "
+          f"causal differs by {(out - causal).abs().max():.3f}")
+
+    tensors = {k: v.contiguous() for k, v in vae.state_dict().items() if k.startswith("decoder.")}
+    tensors["latents_mean"] = vae.latents_mean.clone()
+    tensors["latents_std"] = vae.latents_std.clone()
+    tensors["input.tokens"] = tokens
+    tensors["output.sample"] = out.contiguous()
+    save_file(tensors, os.path.join(OUT, "vae_tiny.safetensors"))
+    names = [(k, lightricks_vae_name(k)) for k in tensors if not k.startswith(("input.", "output."))]
+    converted = convert_ltx2_vae_to_diffusers({lt: None for _, lt in names})
+    if sorted(converted.keys()) != sorted(k for k, _ in names):
+        raise SystemExit("lightricks_vae_name() does not invert diffusers' converter")
+    cfg = {
+        "diffusers_version": diffusers.__version__,
+        "torch_version": torch.__version__,
+        "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in TINY.items()},
+        "decode": dict(GRID, batch=BATCH),
+        "names": [list(p) for p in names],
+    }
+    with open(os.path.join(OUT, "vae_tiny.json"), "w") as fh:
+        json.dump(cfg, fh, indent=1)
+    for name in ("vae_tiny.safetensors", "vae_tiny.json"):
+        os.chmod(os.path.join(OUT, name), 0o644)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

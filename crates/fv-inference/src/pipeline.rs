@@ -1,0 +1,436 @@
+//! The LTX-2 text-to-video pipeline (stage 1, video only) behind [`fv_core::Generator`]:
+//! seeded noise in the latent grid → N Euler steps of the transformer → VAE decode → u8 RGB
+//! frames.
+//!
+//! Not here yet: the Gemma-3 text encoder. The text embeddings are either a precomputed
+//! tensor file next to the weights ([`TEXT_EMBEDDINGS_FILE`], used for every prompt) or, when
+//! there is none, a deterministic pseudo-embedding hashed from the prompt's words. Neither
+//! follows the prompt's meaning; with real weights the video follows the stored embedding.
+//! Also not here: classifier-free guidance (the distilled model runs without it, so
+//! `guidance_scale` is ignored), image conditioning (`image_path` is ignored) and
+//! continuation (every segment starts from fresh noise; no state is returned).
+
+use crate::config::TransformerConfig;
+use crate::rng::SplitMix64;
+use crate::rope::VideoCoords;
+use crate::scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfig};
+use crate::transformer::{Ltx2VideoTransformer, Timesteps};
+use crate::vae::{VaeConfig, VideoVaeDecoder};
+use crate::weights::Weights;
+use crate::{InferenceError, Result};
+use candle_core::{DType, Device, Tensor};
+use fv_core::{
+    CancelToken, Frame, GenerateError, GenerationRequest, GenerationResult, GenerationSink,
+    Generator,
+};
+use std::path::{Path, PathBuf};
+
+/// File (next to the component folders, or next to a single checkpoint file) holding
+/// precomputed caption embeddings: `prompt_embeds` `[S, caption_channels]` (or `[1, S, C]`)
+/// and optionally `prompt_attention_mask` `[S]` (or `[1, S]`), 1 for real tokens.
+pub const TEXT_EMBEDDINGS_FILE: &str = "text_embeddings.safetensors";
+/// Most denoising steps one request may ask for.
+pub const MAX_STEPS: u32 = 100;
+/// Most latent tokens (frames × rows × columns) one request may ask for; the released
+/// stage-1 shape (121 frames at 544×960) is 16 × 17 × 30 = 8160.
+pub const MAX_LATENT_TOKENS: usize = 65_536;
+/// Most pseudo-embedding tokens made from a prompt (one per word, beyond that ignored).
+pub const MAX_PROMPT_TOKENS: usize = 128;
+/// Frames handed to the sink at a time, so encoding overlaps the rest of the conversion.
+pub const FRAME_BATCH: usize = 8;
+/// Spread of the hashed pseudo-embedding values.
+const PSEUDO_EMBEDDING_STD: f32 = 0.5;
+
+/// Caption embeddings fed to every request.
+#[derive(Debug, Clone)]
+struct TextEmbeddings {
+    /// `[1, S, caption_channels]`.
+    embeds: Tensor,
+    /// `[1, S]`, or `None` when every token is real.
+    mask: Option<Tensor>,
+}
+
+/// The LTX-2 stage-1 pipeline. Cloning shares the weights (candle tensors are reference
+/// counted), so one load can serve several workers.
+#[derive(Debug, Clone)]
+pub struct Ltx2Pipeline {
+    transformer: Ltx2VideoTransformer,
+    vae: VideoVaeDecoder,
+    text: Option<TextEmbeddings>,
+    device: Device,
+}
+
+/// safetensors files directly in `dir`, sorted (shards load in order).
+fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", dir.display())))?
+            .path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(InferenceError::Config(format!(
+            "no .safetensors file in {}",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", path.display())))
+}
+
+impl Ltx2Pipeline {
+    /// Loads a model from `path`:
+    /// - a directory in diffusers' layout: `transformer/config.json` + safetensors shards and
+    ///   `vae/config.json` + safetensors (diffusers or single-file tensor names);
+    /// - or one Lightricks checkpoint file (`*.safetensors` with `model.diffusion_model.` and
+    ///   `vae.` tensors), read with the released configs ([`TransformerConfig::ltx2_19b`],
+    ///   [`VaeConfig::ltx2`]).
+    ///
+    /// In both cases an optional [`TEXT_EMBEDDINGS_FILE`] next to the weights is loaded.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let (tcfg, vcfg, tfiles, vfiles, base) = if path.is_file() {
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (
+                TransformerConfig::ltx2_19b(),
+                VaeConfig::ltx2(),
+                vec![path.to_path_buf()],
+                vec![path.to_path_buf()],
+                base,
+            )
+        } else if path.is_dir() {
+            let tdir = path.join("transformer");
+            let vdir = path.join("vae");
+            (
+                TransformerConfig::from_json(&read_text(&tdir.join("config.json"))?)?,
+                VaeConfig::from_json(&read_text(&vdir.join("config.json"))?)?,
+                safetensors_in(&tdir)?,
+                safetensors_in(&vdir)?,
+                path.to_path_buf(),
+            )
+        } else {
+            return Err(InferenceError::Config(format!(
+                "model path {} is neither a directory nor a file",
+                path.display()
+            )));
+        };
+        let tpaths: Vec<&Path> = tfiles.iter().map(PathBuf::as_path).collect();
+        let vpaths: Vec<&Path> = vfiles.iter().map(PathBuf::as_path).collect();
+        let tw = Weights::load_transformer(&tpaths, DType::F32, device)?;
+        let vw = Weights::load_vae(&vpaths, DType::F32, device)?;
+        let transformer = Ltx2VideoTransformer::new(&tcfg, &tw, device)?;
+        let vae = VideoVaeDecoder::new(&vcfg, &vw)?;
+        let text_path = base.join(TEXT_EMBEDDINGS_FILE);
+        let text = if text_path.is_file() {
+            Some(load_text_embeddings(&text_path, &tcfg, device)?)
+        } else {
+            None
+        };
+        Self::from_parts(transformer, vae, text, device)
+    }
+
+    fn from_parts(
+        transformer: Ltx2VideoTransformer,
+        vae: VideoVaeDecoder,
+        text: Option<TextEmbeddings>,
+        device: &Device,
+    ) -> Result<Self> {
+        let tcfg = transformer.config();
+        let vcfg = vae.config();
+        if tcfg.in_channels != vcfg.latent_channels || tcfg.out_channels() != vcfg.latent_channels {
+            return Err(InferenceError::Config(format!(
+                "transformer channels ({} in, {} out) differ from the VAE's {} latent channels",
+                tcfg.in_channels,
+                tcfg.out_channels(),
+                vcfg.latent_channels
+            )));
+        }
+        if tcfg.patch_size != 1 || tcfg.patch_size_t != 1 {
+            return Err(InferenceError::Config(
+                "the pipeline packs one token per latent (patch sizes 1, as released)".into(),
+            ));
+        }
+        let vae_factors = vcfg.compression()?;
+        if vae_factors != tcfg.vae_scale_factors {
+            return Err(InferenceError::Config(format!(
+                "the VAE compresses (time, height, width) by {vae_factors:?}, the transformer's \
+                 vae_scale_factors say {:?}",
+                tcfg.vae_scale_factors
+            )));
+        }
+        Ok(Self {
+            transformer,
+            vae,
+            text,
+            device: device.clone(),
+        })
+    }
+
+    /// Whether caption embeddings came from [`TEXT_EMBEDDINGS_FILE`] (otherwise prompts are
+    /// hashed into pseudo-embeddings).
+    pub fn has_text_embeddings(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The latent grid (frames, rows, columns) for a `width × height` video of `num_frames`
+    /// frames, or why that size cannot be made: sides must be multiples of the spatial
+    /// compression with at least 2 latents each (the decoder reflect-pads), frame counts
+    /// `8k + 1` for temporal compression 8.
+    pub fn latent_grid(
+        &self,
+        width: u32,
+        height: u32,
+        num_frames: u32,
+    ) -> Result<(usize, usize, usize)> {
+        let [ft, fh, fw] = self.transformer.config().vae_scale_factors;
+        let (w, h, n) = (width as usize, height as usize, num_frames as usize);
+        if w == 0 || h == 0 || !w.is_multiple_of(fw) || !h.is_multiple_of(fh) {
+            return Err(InferenceError::Input(format!(
+                "width and height must be positive multiples of {fw} and {fh} (the VAE's \
+                 spatial compression), got {width}x{height}"
+            )));
+        }
+        if w / fw < 2 || h / fh < 2 {
+            return Err(InferenceError::Input(format!(
+                "video must be at least {}x{} (2×2 latents), got {width}x{height}",
+                2 * fw,
+                2 * fh
+            )));
+        }
+        if n == 0 || !(n - 1).is_multiple_of(ft) {
+            return Err(InferenceError::Input(format!(
+                "num_frames must be {ft}·k + 1 (the VAE's temporal compression), e.g. {}, \
+                 got {num_frames}",
+                ft + 1
+            )));
+        }
+        let grid = ((n - 1) / ft + 1, h / fh, w / fw);
+        let tokens = grid.0 * grid.1 * grid.2;
+        if tokens > MAX_LATENT_TOKENS {
+            return Err(InferenceError::Input(format!(
+                "{width}x{height}x{num_frames} needs {tokens} latent tokens, at most \
+                 {MAX_LATENT_TOKENS} are allowed"
+            )));
+        }
+        Ok(grid)
+    }
+
+    /// The caption embeddings for `prompt`: the stored tensor if there is one, else the
+    /// deterministic pseudo-embedding.
+    fn text_for(&self, prompt: &str) -> Result<TextEmbeddings> {
+        if let Some(t) = &self.text {
+            return Ok(t.clone());
+        }
+        let channels = self.transformer.config().caption_channels;
+        let mut words: Vec<&str> = prompt.split_whitespace().take(MAX_PROMPT_TOKENS).collect();
+        if words.is_empty() {
+            // An empty prompt still needs one key for the cross-attention.
+            words.push("");
+        }
+        let mut values = Vec::with_capacity(words.len() * channels);
+        for word in &words {
+            let mut rng = SplitMix64::new(fnv1a(word.as_bytes()));
+            values.extend((0..channels).map(|_| rng.normal() * PSEUDO_EMBEDDING_STD));
+        }
+        Ok(TextEmbeddings {
+            embeds: Tensor::from_vec(values, (1, words.len(), channels), &self.device)?,
+            mask: None,
+        })
+    }
+
+    /// Runs one request; see [`Generator::generate`].
+    fn run(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> std::result::Result<GenerationResult, GenerateError> {
+        let invalid = |e: InferenceError| GenerateError::InvalidRequest(e.to_string());
+        let failed = |e: InferenceError| GenerateError::Failed(e.to_string());
+        let (f, h, w) = self
+            .latent_grid(request.width, request.height, request.num_frames)
+            .map_err(invalid)?;
+        let steps = request.num_inference_steps;
+        if steps == 0 || steps > MAX_STEPS {
+            return Err(GenerateError::InvalidRequest(format!(
+                "num_inference_steps must be 1..={MAX_STEPS}, got {steps}"
+            )));
+        }
+        if request.fps == 0 {
+            return Err(GenerateError::InvalidRequest("fps must be positive".into()));
+        }
+        let cfg = self.transformer.config();
+        let scheduler =
+            FlowMatchEulerScheduler::new(&SchedulerConfig::default(), &sigmas_for(steps), None)
+                .map_err(failed)?;
+        let coords =
+            VideoCoords::for_latent_grid(cfg, f, h, w, request.fps as f32).map_err(invalid)?;
+        let text = self.text_for(&request.prompt).map_err(failed)?;
+        let mut x = self.noise(request.seed, f, h, w).map_err(failed)?;
+        for (i, &t) in scheduler.timesteps().iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(GenerateError::Cancelled);
+            }
+            let v = self
+                .transformer
+                .forward(
+                    &x,
+                    &Timesteps::PerSample(vec![t]),
+                    &text.embeds,
+                    text.mask.as_ref(),
+                    &coords,
+                )
+                .map_err(failed)?;
+            x = scheduler.step(i, &x, &v).map_err(failed)?;
+            sink.step(i as u32 + 1, steps);
+        }
+        if cancel.is_cancelled() {
+            return Err(GenerateError::Cancelled);
+        }
+        let video = self.vae.decode_tokens(&x, f, h, w).map_err(failed)?;
+        let frames = to_frames(&video, request.width, request.height).map_err(failed)?;
+        if frames.len() != request.num_frames as usize {
+            return Err(GenerateError::Failed(format!(
+                "the VAE decoded {} frames, {} were asked for",
+                frames.len(),
+                request.num_frames
+            )));
+        }
+        let mut frames = frames.into_iter().peekable();
+        while frames.peek().is_some() {
+            sink.frames(frames.by_ref().take(FRAME_BATCH).collect());
+        }
+        Ok(GenerationResult::default())
+    }
+
+    /// Standard-normal noise drawn in `[C, F, H, W]` order from the seed (like diffusers'
+    /// `prepare_latents`), packed to tokens `[1, F·H·W, C]`.
+    fn noise(&self, seed: i64, f: usize, h: usize, w: usize) -> Result<Tensor> {
+        let c = self.transformer.config().in_channels;
+        // The seed's bits, not its value: negative seeds are distinct seeds too.
+        let mut rng = SplitMix64::new(u64::from_ne_bytes(seed.to_ne_bytes()));
+        let values: Vec<f32> = (0..c * f * h * w).map(|_| rng.normal()).collect();
+        Ok(Tensor::from_vec(values, (1, c, f, h, w), &self.device)?
+            .permute((0, 2, 3, 4, 1))?
+            .reshape((1, f * h * w, c))?
+            .contiguous()?)
+    }
+}
+
+impl Generator for Ltx2Pipeline {
+    fn generate(
+        &mut self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> std::result::Result<GenerationResult, GenerateError> {
+        self.run(request, sink, cancel)
+    }
+
+    fn name(&self) -> &str {
+        "ltx2"
+    }
+}
+
+/// `steps` sigmas from the distilled schedule: the schedule itself for 8 steps, otherwise
+/// the piecewise-linear curve through the 8 distilled sigmas and the terminal 0 sampled at
+/// `steps` evenly spaced points (starting at σ = 1).
+pub fn sigmas_for(steps: u32) -> Vec<f32> {
+    let n = DISTILLED_SIGMAS.len();
+    if steps as usize == n {
+        return DISTILLED_SIGMAS.to_vec();
+    }
+    let at = |i: usize| DISTILLED_SIGMAS.get(i).copied().unwrap_or(0.0);
+    (0..steps)
+        .map(|k| {
+            let pos = k as f32 * n as f32 / steps as f32;
+            let i = pos.floor() as usize;
+            let frac = pos - i as f32;
+            at(i) + (at(i + 1) - at(i)) * frac
+        })
+        .collect()
+}
+
+/// `[1, 3, F, H, W]` in [-1, 1] → RGB24 frames.
+fn to_frames(video: &Tensor, width: u32, height: u32) -> Result<Vec<Frame>> {
+    let (_, c, _, h, w) = video.dims5()?;
+    if c != 3 || h != height as usize || w != width as usize {
+        return Err(InferenceError::Input(format!(
+            "decoded video is {:?}, expected [1, 3, F, {height}, {width}]",
+            video.dims()
+        )));
+    }
+    let bytes = ((video.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?
+        .round()?
+        .squeeze(0)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
+    let per_frame = h * w * 3;
+    bytes
+        .chunks_exact(per_frame)
+        .map(|rgb| {
+            Frame::from_rgb(width, height, rgb.to_vec())
+                .map_err(|e| InferenceError::Input(e.to_string()))
+        })
+        .collect()
+}
+
+/// Loads [`TEXT_EMBEDDINGS_FILE`].
+fn load_text_embeddings(
+    path: &Path,
+    cfg: &TransformerConfig,
+    device: &Device,
+) -> Result<TextEmbeddings> {
+    let mut file = candle_core::safetensors::load(path, device)?;
+    let bad = |m: String| InferenceError::Config(format!("{}: {m}", path.display()));
+    let embeds = file
+        .remove("prompt_embeds")
+        .ok_or_else(|| bad("no `prompt_embeds` tensor".into()))?
+        .to_dtype(DType::F32)?;
+    let embeds = match embeds.rank() {
+        2 => embeds.unsqueeze(0)?,
+        3 if embeds.dim(0)? == 1 => embeds,
+        _ => return Err(bad(format!("prompt_embeds is {:?}", embeds.dims()))),
+    };
+    let (_, s, c) = embeds.dims3()?;
+    if c != cfg.caption_channels || s == 0 {
+        return Err(bad(format!(
+            "prompt_embeds is {:?}, expected [S, {}]",
+            embeds.dims(),
+            cfg.caption_channels
+        )));
+    }
+    let mask = match file.remove("prompt_attention_mask") {
+        None => None,
+        Some(m) => {
+            let m = m.to_dtype(DType::F32)?.reshape((1, m.elem_count()))?;
+            if m.dim(1)? != s {
+                return Err(bad(format!(
+                    "prompt_attention_mask has {} entries, prompt_embeds {s} tokens",
+                    m.dim(1)?
+                )));
+            }
+            Some(m)
+        }
+    };
+    Ok(TextEmbeddings { embeds, mask })
+}
+
+/// FNV-1a, a fixed hash (std's hasher is not stable across releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,253 @@
+//! Weight loading by the names real checkpoints use.
+//!
+//! Three spellings are in circulation for the LTX-2 transformer:
+//! - diffusers (`transformer/diffusion_pytorch_model*.safetensors`): `proj_in`, `time_embed`,
+//!   `attn1.norm_q`, ... — this is the canonical spelling used inside this crate;
+//! - the Lightricks single file (`ltx-2-19b-*.safetensors`): the same tensors under
+//!   `model.diffusion_model.` with the original module names (`patchify_proj`,
+//!   `adaln_single`, `q_norm`, `av_ca_*_adaln_single`, `scale_shift_table_a2v_ca_*`), next to
+//!   `vae.`, `audio_vae.` and vocoder tensors;
+//! - FastVideo's per-component folders: the original names with an optional
+//!   `model.diffusion_model.`, `diffusion_model.` or `model.` prefix.
+//!
+//! [`canonical_transformer_name`] is the one map from any of them to the canonical name.
+
+use crate::{InferenceError, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Prefixes that wrap transformer tensors in the formats above, longest first.
+const TRANSFORMER_PREFIXES: [&str; 3] = ["model.diffusion_model.", "diffusion_model.", "model."];
+
+/// Prefixes of tensors that are not the transformer's, in the Lightricks single file.
+const OTHER_COMPONENT_PREFIXES: [&str; 5] = [
+    "vae.",
+    "audio_vae.",
+    "vocoder.",
+    "text_embedding_projection.",
+    "text_encoder.",
+];
+
+/// Original-module → diffusers renames, applied as substring replacements (like diffusers'
+/// converter). The order matters only in that none of the patterns overlap after the
+/// leading-module renames handled separately below.
+const SUBSTRING_RENAMES: [(&str, &str); 8] = [
+    (
+        "av_ca_video_scale_shift_adaln_single",
+        "av_cross_attn_video_scale_shift",
+    ),
+    (
+        "av_ca_a2v_gate_adaln_single",
+        "av_cross_attn_video_a2v_gate",
+    ),
+    (
+        "av_ca_audio_scale_shift_adaln_single",
+        "av_cross_attn_audio_scale_shift",
+    ),
+    (
+        "av_ca_v2a_gate_adaln_single",
+        "av_cross_attn_audio_v2a_gate",
+    ),
+    (
+        "scale_shift_table_a2v_ca_video",
+        "video_a2v_cross_attn_scale_shift_table",
+    ),
+    (
+        "scale_shift_table_a2v_ca_audio",
+        "audio_a2v_cross_attn_scale_shift_table",
+    ),
+    (".q_norm.", ".norm_q."),
+    (".k_norm.", ".norm_k."),
+];
+
+/// Leading module renames (whole first path segment).
+const LEADING_RENAMES: [(&str, &str); 4] = [
+    ("patchify_proj.", "proj_in."),
+    ("audio_patchify_proj.", "audio_proj_in."),
+    ("adaln_single.", "time_embed."),
+    ("audio_adaln_single.", "audio_time_embed."),
+];
+
+/// Maps a transformer tensor name in any circulating spelling to the diffusers spelling.
+/// Returns `None` for tensors of other components (VAE, audio VAE, vocoder, text side),
+/// which a transformer load skips.
+pub fn canonical_transformer_name(name: &str) -> Option<String> {
+    if OTHER_COMPONENT_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return None;
+    }
+    let mut n = name;
+    for p in TRANSFORMER_PREFIXES {
+        if let Some(rest) = n.strip_prefix(p) {
+            n = rest;
+            break;
+        }
+    }
+    let mut out = n.to_string();
+    for (old, new) in LEADING_RENAMES {
+        if let Some(rest) = n.strip_prefix(old) {
+            out = format!("{new}{rest}");
+            break;
+        }
+    }
+    for (old, new) in SUBSTRING_RENAMES {
+        if out.contains(old) {
+            out = out.replace(old, new);
+        }
+    }
+    Some(out)
+}
+
+/// Maps a video-VAE tensor name to the diffusers spelling (`decoder.…`, `latents_mean`,
+/// `latents_std`). Accepts diffusers names as they are and the Lightricks single file's
+/// `vae.`-prefixed original names, where the decoder's `up_blocks.K` run mid block,
+/// upsampler, block, upsampler, block, ... (`K = 0` → `mid_block`, odd `K = 2i + 1` →
+/// `up_blocks.i.upsamplers.0`, even `K = 2i + 2` → `up_blocks.i`), `res_blocks` are
+/// `resnets` and `per_channel_statistics.{mean,std}-of-means` are the latent statistics.
+/// Returns `None` for what a decoder load skips: encoder tensors, unused statistics and
+/// other components' tensors.
+pub fn canonical_vae_name(name: &str) -> Option<String> {
+    let (n, original) = match name.strip_prefix("vae.") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    if original {
+        match n {
+            "per_channel_statistics.mean-of-means" => return Some("latents_mean".into()),
+            "per_channel_statistics.std-of-means" => return Some("latents_std".into()),
+            _ => {}
+        }
+    }
+    if n == "latents_mean" || n == "latents_std" {
+        return Some(n.to_string());
+    }
+    let rest = n.strip_prefix("decoder.")?;
+    if !original {
+        return Some(n.to_string());
+    }
+    let rest = rest.replace("res_blocks", "resnets");
+    let Some(blocks) = rest.strip_prefix("up_blocks.") else {
+        return Some(format!("decoder.{rest}"));
+    };
+    let (k, tail) = blocks.split_once('.')?;
+    let k: usize = k.parse().ok()?;
+    let head = match k {
+        0 => "mid_block".to_string(),
+        k if k % 2 == 1 => format!("up_blocks.{}.upsamplers.0", (k - 1) / 2),
+        k => format!("up_blocks.{}", (k - 2) / 2),
+    };
+    Some(format!("decoder.{head}.{tail}"))
+}
+
+/// Tensors keyed by canonical name, converted to one dtype on one device.
+#[derive(Debug, Default)]
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    /// canonical name → name in the file, for error messages.
+    sources: HashMap<String, String>,
+}
+
+impl Weights {
+    /// Loads every transformer tensor from the given safetensors files (a single file or
+    /// the shards of a component folder), renaming through [`canonical_transformer_name`].
+    pub fn load_transformer(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
+        let mut w = Self::default();
+        for path in paths {
+            let file = candle_core::safetensors::load(path, device)?;
+            let mut names: Vec<_> = file.into_iter().collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, tensor) in names {
+                if let Some(canonical) = canonical_transformer_name(&name) {
+                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Builds a store from in-memory tensors named in any circulating spelling.
+    pub fn from_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
+        Self::from_renamed(tensors, canonical_transformer_name)
+    }
+
+    /// Loads the video VAE decoder's tensors (and latent statistics) from safetensors files,
+    /// renaming through [`canonical_vae_name`]; everything else in the files is skipped.
+    pub fn load_vae(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
+        let mut w = Self::default();
+        for path in paths {
+            let file = candle_core::safetensors::load(path, device)?;
+            let mut names: Vec<_> = file.into_iter().collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, tensor) in names {
+                if let Some(canonical) = canonical_vae_name(&name) {
+                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Builds a video-VAE store from in-memory tensors (see [`canonical_vae_name`]).
+    pub fn from_vae_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
+        Self::from_renamed(tensors, canonical_vae_name)
+    }
+
+    fn from_renamed(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        rename: fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let mut w = Self::default();
+        for (name, tensor) in tensors {
+            if let Some(canonical) = rename(&name) {
+                w.insert(canonical, name, tensor)?;
+            }
+        }
+        Ok(w)
+    }
+
+    fn insert(&mut self, canonical: String, source: String, tensor: Tensor) -> Result<()> {
+        if let Some(first) = self.sources.get(&canonical) {
+            return Err(InferenceError::DuplicateWeight {
+                canonical,
+                first: first.clone(),
+                second: source,
+            });
+        }
+        self.sources.insert(canonical.clone(), source);
+        self.tensors.insert(canonical, tensor);
+        Ok(())
+    }
+
+    /// Number of tensors held.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether no tensor is held.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Canonical names held, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The tensor with canonical `name`, checked against `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| InferenceError::MissingWeight(name.to_string()))?;
+        if t.dims() != shape {
+            return Err(InferenceError::WeightShape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.dims().to_vec(),
+            });
+        }
+        Ok(t.clone())
+    }
+}

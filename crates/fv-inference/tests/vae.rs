@@ -1,0 +1,179 @@
+//! Parity of the video VAE decoder with the reference (diffusers 0.42.1, torch 2.9.1, f32
+//! CPU), from the fixture made by `scripts/make_vae_fixtures.py`.
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{Device, Tensor};
+use fv_inference::{VaeConfig, VideoVaeDecoder, Weights, canonical_vae_name};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+struct Tiny {
+    cfg: VaeConfig,
+    grid: (usize, usize, usize),
+    names: Vec<(String, String)>,
+    tensors: HashMap<String, Tensor>,
+}
+
+fn tiny() -> Tiny {
+    let text = std::fs::read_to_string(fixture("vae_tiny.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cfg = VaeConfig::from_json(&json["model"].to_string()).expect("config parses");
+    let d = &json["decode"];
+    let get = |k: &str| d[k].as_u64().unwrap() as usize;
+    let names = json["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    Tiny {
+        cfg,
+        grid: (get("num_frames"), get("height"), get("width")),
+        names,
+        tensors: candle_core::safetensors::load(fixture("vae_tiny.safetensors"), &Device::Cpu)
+            .unwrap(),
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn weights(t: &Tiny) -> Weights {
+    Weights::from_vae_tensors(
+        t.tensors
+            .iter()
+            .filter(|(k, _)| !k.starts_with("input.") && !k.starts_with("output."))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn vae_decode_matches_reference() {
+    let t = tiny();
+    let vae = VideoVaeDecoder::new(&t.cfg, &weights(&t)).unwrap();
+    let (f, h, w) = t.grid;
+    let out = vae
+        .decode_tokens(&t.tensors["input.tokens"], f, h, w)
+        .unwrap();
+    let err = max_abs_diff(&out, &t.tensors["output.sample"]);
+    println!("vae decode max abs error: {err:e}");
+    assert!(err <= 1e-4, "max abs error {err}");
+}
+
+#[test]
+fn vae_parity_is_sensitive_to_causality_and_denormalisation() {
+    let t = tiny();
+    let (f, h, w) = t.grid;
+    let want = &t.tensors["output.sample"];
+    let mut causal = t.cfg.clone();
+    causal.decoder_causal = true;
+    let vae = VideoVaeDecoder::new(&causal, &weights(&t)).unwrap();
+    let out = vae
+        .decode_tokens(&t.tensors["input.tokens"], f, h, w)
+        .unwrap();
+    assert!(
+        max_abs_diff(&out, want) > 1e-2,
+        "causal decoding must differ"
+    );
+
+    // Skipping de-normalisation (decoding the tokens as they are) must differ too.
+    let vae = VideoVaeDecoder::new(&t.cfg, &weights(&t)).unwrap();
+    let z = t.tensors["input.tokens"]
+        .reshape((1, f, h, w, t.cfg.latent_channels))
+        .unwrap()
+        .permute((0, 4, 1, 2, 3))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let out = vae.decode(&z).unwrap();
+    assert!(max_abs_diff(&out, want) > 1e-2, "de-normalisation matters");
+}
+
+#[test]
+fn vae_loads_from_lightricks_names() {
+    let t = tiny();
+    assert!(!t.names.is_empty());
+    let renamed: Vec<(String, Tensor)> = t
+        .names
+        .iter()
+        .map(|(diffusers, lightricks)| (lightricks.clone(), t.tensors[diffusers].clone()))
+        .collect();
+    for (diffusers, lightricks) in &t.names {
+        assert_eq!(
+            canonical_vae_name(lightricks).as_deref(),
+            Some(diffusers.as_str())
+        );
+        assert_eq!(
+            canonical_vae_name(diffusers).as_deref(),
+            Some(diffusers.as_str())
+        );
+    }
+    // Tensors of other components in the single file are skipped.
+    let mut all = renamed.clone();
+    let z = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+    for other in [
+        "vae.encoder.conv_in.conv.weight",
+        "vae.per_channel_statistics.mean-of-stds",
+        "model.diffusion_model.proj_out.weight",
+        "audio_vae.decoder.conv_in.weight",
+    ] {
+        assert_eq!(canonical_vae_name(other), None, "{other}");
+        all.push((other.to_string(), z.clone()));
+    }
+    let w = Weights::from_vae_tensors(all).unwrap();
+    let vae = VideoVaeDecoder::new(&t.cfg, &w).unwrap();
+    let (f, h, g) = t.grid;
+    let out = vae
+        .decode_tokens(&t.tensors["input.tokens"], f, h, g)
+        .unwrap();
+    assert!(max_abs_diff(&out, &t.tensors["output.sample"]) <= 1e-4);
+}
+
+#[test]
+fn vae_rejects_bad_inputs() {
+    let t = tiny();
+    let vae = VideoVaeDecoder::new(&t.cfg, &weights(&t)).unwrap();
+    let (f, h, w) = t.grid;
+    let tokens = &t.tensors["input.tokens"];
+    assert!(vae.decode_tokens(tokens, f, h, w + 1).is_err());
+    let one_row = Tensor::zeros(
+        (1, t.cfg.latent_channels, 2, 1, 4),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(vae.decode(&one_row).is_err(), "reflect padding needs 2×2");
+    let mut w2 = weights(&t);
+    w2 = Weights::from_vae_tensors(
+        w2.names()
+            .into_iter()
+            .filter(|n| *n != "latents_std")
+            .map(|n| (n.to_string(), t.tensors[n].clone()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(VideoVaeDecoder::new(&t.cfg, &w2).is_err(), "missing weight");
+}

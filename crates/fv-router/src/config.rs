@@ -1,0 +1,1063 @@
+//! Router configuration: FastVideo's `router:` YAML block plus a few keys of our own.
+//!
+//! ```yaml
+//! router:
+//!   host: 0.0.0.0
+//!   port: 9000
+//!   replicas:
+//!     - {url: http://10.0.0.1:8000, name: a, primary: true, weight: 1.0}
+//!     - {url: http://10.0.0.2:8000}
+//!   health_check: {path: /health, interval_seconds: 5.0, timeout_seconds: 2.0,
+//!                  failure_threshold: 3, recovery_threshold: 2}
+//! ```
+//!
+//! Every FastVideo rule is enforced (replicas non-empty, each with an `http(s)://` url without
+//! a path, query or fragment, no duplicate urls, at most one primary, positive interval and
+//! timeout, thresholds ≥ 1). Unlike FastVideo, unknown keys and wrongly typed values are errors,
+//! every problem is reported at once with its key's dotted path, and a trailing slash in a url
+//! is normalized instead of producing a replica that is probed at `//health` forever.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest config file accepted, in bytes; real router configs are a few hundred bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Longest `client_id` used as a stickiness key; longer ids are routed without stickiness so
+/// one client cannot make the table hold arbitrarily large keys.
+pub const MAX_STICKY_KEY_BYTES: usize = 256;
+
+/// Why a config could not be loaded or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The text is not valid YAML/JSON.
+    #[error("{message}")]
+    Parse {
+        /// What went wrong, with the line and column where known.
+        message: String,
+    },
+    /// The document parsed but breaks a rule; one entry per problem, each `dotted.path: what`.
+    #[error("invalid router config ({} problem{}):\n  {}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.join("\n  "))]
+    Invalid {
+        /// Every problem found, each starting with its key's dotted path.
+        problems: Vec<String>,
+    },
+    /// The file name ends in something other than `.yaml`, `.yml` or `.json`.
+    #[error("unsupported config file {}: the name must end in .yaml, .yml or .json", .0.display())]
+    UnsupportedExtension(PathBuf),
+    /// The file or string is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config is {len} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// Size seen.
+        len: u64,
+        /// [`MAX_CONFIG_BYTES`].
+        limit: u64,
+    },
+}
+
+/// The whole router config (the contents of the `router:` block).
+///
+/// Build it with [`RouterConfig::load`] / [`RouterConfig::from_yaml_str`] (which apply every
+/// rule) or in code with [`RouterConfig::new`]; `Router::bind` runs [`RouterConfig::validate`]
+/// either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Address to listen on. Default `0.0.0.0`.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one. Default 9000.
+    pub port: u16,
+    /// The streaming-server replicas, in config order (at least one).
+    pub replicas: Vec<ReplicaConfig>,
+    /// Active health checking.
+    pub health_check: HealthCheckConfig,
+    /// fv-router: after shutdown starts, bridged sessions get this long to end on their own
+    /// before they are closed with 1001. Default 30.
+    pub shutdown_grace_seconds: f64,
+    /// fv-router: how long a client may take to send its first frame (the router reads it to
+    /// route by `client_id`). Default 10, like the server's init timeout.
+    pub first_frame_timeout_seconds: f64,
+    /// fv-router: TCP connect plus WebSocket handshake to a replica. Default 5.
+    pub connect_timeout_seconds: f64,
+    /// fv-router: replicas tried for one session before giving up (a retry happens only while
+    /// the client has seen nothing). Default 3.
+    pub connect_attempts: u32,
+    /// fv-router: a peer that accepts nothing for this long is dropped. Default 30, like the
+    /// server's send timeout.
+    pub send_timeout_seconds: f64,
+    /// fv-router: largest WebSocket message relayed, either direction. Default 256 MiB, the
+    /// largest `streaming.max_message_bytes` a replica accepts, so the router is never the
+    /// tighter limit.
+    pub max_message_bytes: usize,
+    /// fv-router: most WebSocket sessions open through the router at once; more upgrades get
+    /// HTTP 503. Each bridged session holds three small relay threads. Default 4096.
+    pub max_sessions: usize,
+    /// fv-router: `client_id` stickiness.
+    pub stickiness: StickinessConfig,
+}
+
+/// One `router.replicas[]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaConfig {
+    /// `http://host[:port]` (a trailing `/` is allowed and dropped).
+    pub url: String,
+    /// Label in `/status`, logs and metrics; the url when absent.
+    pub name: Option<String>,
+    /// The primary tier is tried before everyone else. At most one replica.
+    pub primary: bool,
+    /// Share of new sessions relative to the other replicas of its tier (> 0). Default 1.0.
+    pub weight: f64,
+}
+
+impl ReplicaConfig {
+    /// A non-primary replica of weight 1 at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            name: None,
+            primary: false,
+            weight: 1.0,
+        }
+    }
+}
+
+/// `router.health_check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheckConfig {
+    /// Probed with `GET`; any status below 400 is a success. Default `/health`.
+    pub path: String,
+    /// Time between the starts of two probe rounds. Default 5.0.
+    pub interval_seconds: f64,
+    /// Per-probe limit. Default 2.0.
+    pub timeout_seconds: f64,
+    /// Consecutive failures that make a replica unhealthy. Default 3.
+    pub failure_threshold: u32,
+    /// Consecutive successes that bring an unhealthy replica back. Default 2.
+    pub recovery_threshold: u32,
+    /// fv-router: read after each successful probe for the replica's capacity
+    /// (`max_sessions`/`active_sessions`, else `total_gpus`/`available_gpus`). `null` turns it
+    /// off. Default `/status`.
+    pub status_path: Option<String>,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval_seconds: 5.0,
+            timeout_seconds: 2.0,
+            failure_threshold: 3,
+            recovery_threshold: 2,
+            status_path: Some("/status".into()),
+        }
+    }
+}
+
+impl HealthCheckConfig {
+    /// `interval_seconds` as a duration (zero when the value is not usable).
+    pub fn interval(&self) -> Duration {
+        secs(self.interval_seconds)
+    }
+
+    /// `timeout_seconds` as a duration (zero when the value is not usable).
+    pub fn timeout(&self) -> Duration {
+        secs(self.timeout_seconds)
+    }
+}
+
+/// `router.stickiness`: clients that reconnect with the same `client_id` go back to the same
+/// replica while it is healthy and has room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StickinessConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// Most `client_id`s remembered; the least recently used is forgotten first. Default 10000.
+    pub max_clients: usize,
+    /// A `client_id` not seen for this long is forgotten. Default 3600.
+    pub ttl_seconds: f64,
+}
+
+impl Default for StickinessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_clients: 10_000,
+            ttl_seconds: 3600.0,
+        }
+    }
+}
+
+/// The document as written: the `router:` block at the top level.
+#[derive(Serialize)]
+struct Document<'a> {
+    router: &'a RouterConfig,
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or(Duration::ZERO)
+}
+
+impl RouterConfig {
+    /// Defaults for everything but the replicas.
+    pub fn new(replicas: Vec<ReplicaConfig>) -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 9000,
+            replicas,
+            health_check: HealthCheckConfig::default(),
+            shutdown_grace_seconds: 30.0,
+            first_frame_timeout_seconds: 10.0,
+            connect_timeout_seconds: 5.0,
+            connect_attempts: 3,
+            send_timeout_seconds: 30.0,
+            max_message_bytes: 256 * 1024 * 1024,
+            max_sessions: 4096,
+            stickiness: StickinessConfig::default(),
+        }
+    }
+
+    /// Loads and validates a config file (`.yaml`/`.yml` as YAML, `.json` as JSON).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let json = match ext.as_deref() {
+            Some("yaml" | "yml") => false,
+            Some("json") => true,
+            _ => return Err(ConfigError::UnsupportedExtension(path.to_path_buf())),
+        };
+        let io_err = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let mut bytes = Vec::new();
+        // One byte past the limit is enough to know the file is too large.
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        check_len(bytes.len() as u64)?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Parse {
+            message: format!(
+                "{}: not valid UTF-8 (byte {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
+        let origin = path.display().to_string();
+        if json {
+            parse_json(&text, &origin)
+        } else {
+            parse_yaml(&text, &origin)
+        }
+    }
+
+    /// Loads and validates YAML text.
+    pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
+        check_len(text.len() as u64)?;
+        parse_yaml(text, "config")
+    }
+
+    /// Loads and validates JSON text.
+    pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
+        check_len(text.len() as u64)?;
+        parse_json(text, "config")
+    }
+
+    /// Checks every range and cross-field rule on a config that may have been built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        self.check(&mut problems);
+        into_result(problems)
+    }
+
+    /// The effective config as YAML, every key written out (for `--check-config`).
+    pub fn to_yaml_string(&self) -> String {
+        let doc = Document { router: self };
+        match serde_saphyr::to_string(&doc) {
+            Ok(text) => text,
+            // JSON is valid YAML; only a serializer bug reaches this.
+            Err(_) => serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        }
+    }
+
+    /// `shutdown_grace_seconds` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.shutdown_grace_seconds)
+    }
+
+    /// `first_frame_timeout_seconds` as a duration.
+    pub fn first_frame_timeout(&self) -> Duration {
+        secs(self.first_frame_timeout_seconds)
+    }
+
+    /// `connect_timeout_seconds` as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        secs(self.connect_timeout_seconds)
+    }
+
+    /// `send_timeout_seconds` as a duration.
+    pub fn send_timeout(&self) -> Duration {
+        secs(self.send_timeout_seconds)
+    }
+
+    /// Range and cross-field rules, each problem with its key's path.
+    fn check(&self, problems: &mut Vec<Problem>) {
+        let p = "router";
+        if self.host.trim().is_empty() {
+            problems.push(Problem::new(format!("{p}.host"), "must not be empty"));
+        }
+        if self.replicas.is_empty() {
+            problems.push(Problem::new(
+                format!("{p}.replicas"),
+                "must list at least one replica",
+            ));
+        }
+        let mut urls: Vec<(usize, String)> = Vec::new();
+        let mut names: Vec<(usize, &str)> = Vec::new();
+        let mut primary: Option<usize> = None;
+        for (i, r) in self.replicas.iter().enumerate() {
+            let rp = format!("{p}.replicas[{i}]");
+            match ReplicaUrl::parse(&r.url) {
+                Ok(url) => {
+                    if let Some((j, _)) = urls.iter().find(|(_, u)| *u == url.as_str()) {
+                        problems.push(Problem::new(
+                            format!("{rp}.url"),
+                            format!("duplicate of router.replicas[{j}].url ({})", url.as_str()),
+                        ));
+                    } else {
+                        urls.push((i, url.as_str().to_owned()));
+                    }
+                }
+                Err(e) => problems.push(Problem::new(format!("{rp}.url"), e)),
+            }
+            if let Some(name) = &r.name {
+                if name.trim().is_empty() {
+                    problems.push(Problem::new(
+                        format!("{rp}.name"),
+                        "must not be empty (leave it out to use the url)",
+                    ));
+                } else if let Some((j, _)) = names.iter().find(|(_, n)| *n == name) {
+                    problems.push(Problem::new(
+                        format!("{rp}.name"),
+                        format!("duplicate of router.replicas[{j}].name ({name:?}); names label metrics and must be unique"),
+                    ));
+                } else {
+                    names.push((i, name));
+                }
+            }
+            if !(r.weight.is_finite() && r.weight > 0.0 && r.weight <= 1_000_000.0) {
+                problems.push(Problem::new(
+                    format!("{rp}.weight"),
+                    format!("must be a number > 0 and <= 1000000 (got {})", r.weight),
+                ));
+            }
+            if r.primary {
+                match primary {
+                    Some(j) => problems.push(Problem::new(
+                        format!("{rp}.primary"),
+                        format!(
+                            "at most one replica may be primary (router.replicas[{j}] already is)"
+                        ),
+                    )),
+                    None => primary = Some(i),
+                }
+            }
+        }
+        let h = &self.health_check;
+        let hp = format!("{p}.health_check");
+        check_path(problems, &format!("{hp}.path"), &h.path);
+        if let Some(sp) = &h.status_path {
+            check_path(problems, &format!("{hp}.status_path"), sp);
+        }
+        check_secs(
+            problems,
+            &format!("{hp}.interval_seconds"),
+            h.interval_seconds,
+            false,
+            3600.0,
+        );
+        check_secs(
+            problems,
+            &format!("{hp}.timeout_seconds"),
+            h.timeout_seconds,
+            false,
+            3600.0,
+        );
+        check_int(
+            problems,
+            &format!("{hp}.failure_threshold"),
+            h.failure_threshold.into(),
+            1,
+            1000,
+        );
+        check_int(
+            problems,
+            &format!("{hp}.recovery_threshold"),
+            h.recovery_threshold.into(),
+            1,
+            1000,
+        );
+        check_secs(
+            problems,
+            &format!("{p}.shutdown_grace_seconds"),
+            self.shutdown_grace_seconds,
+            true,
+            3600.0,
+        );
+        check_secs(
+            problems,
+            &format!("{p}.first_frame_timeout_seconds"),
+            self.first_frame_timeout_seconds,
+            false,
+            3600.0,
+        );
+        check_secs(
+            problems,
+            &format!("{p}.connect_timeout_seconds"),
+            self.connect_timeout_seconds,
+            false,
+            600.0,
+        );
+        check_secs(
+            problems,
+            &format!("{p}.send_timeout_seconds"),
+            self.send_timeout_seconds,
+            false,
+            3600.0,
+        );
+        check_int(
+            problems,
+            &format!("{p}.connect_attempts"),
+            self.connect_attempts.into(),
+            1,
+            16,
+        );
+        check_int(
+            problems,
+            &format!("{p}.max_message_bytes"),
+            self.max_message_bytes as u64,
+            1024,
+            1 << 30,
+        );
+        check_int(
+            problems,
+            &format!("{p}.max_sessions"),
+            self.max_sessions as u64,
+            1,
+            100_000,
+        );
+        let s = &self.stickiness;
+        check_int(
+            problems,
+            &format!("{p}.stickiness.max_clients"),
+            s.max_clients as u64,
+            1,
+            10_000_000,
+        );
+        check_secs(
+            problems,
+            &format!("{p}.stickiness.ttl_seconds"),
+            s.ttl_seconds,
+            false,
+            30.0 * 86_400.0,
+        );
+    }
+}
+
+fn check_path(problems: &mut Vec<Problem>, path: &str, value: &str) {
+    if !value.starts_with('/') {
+        problems.push(Problem::new(
+            path.to_owned(),
+            format!("must start with / (got {value:?})"),
+        ));
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        problems.push(Problem::new(
+            path.to_owned(),
+            format!("must not contain whitespace (got {value:?})"),
+        ));
+    }
+}
+
+fn check_secs(problems: &mut Vec<Problem>, path: &str, v: f64, zero_ok: bool, max: f64) {
+    let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+    if !(v.is_finite() && low_ok && v <= max) {
+        let low = if zero_ok { ">= 0" } else { "> 0" };
+        problems.push(Problem::new(
+            path.to_owned(),
+            format!("must be a number of seconds {low} and <= {max} (got {v})"),
+        ));
+    }
+}
+
+fn check_int(problems: &mut Vec<Problem>, path: &str, v: u64, min: u64, max: u64) {
+    if v < min || v > max {
+        problems.push(Problem::new(
+            path.to_owned(),
+            format!("must be an integer from {min} to {max} (got {v})"),
+        ));
+    }
+}
+
+fn check_len(len: u64) -> Result<(), ConfigError> {
+    if len > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            len,
+            limit: MAX_CONFIG_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn parse_yaml(text: &str, origin: &str) -> Result<RouterConfig, ConfigError> {
+    let mut options = serde_saphyr::Options::default();
+    // YAML 1.2 booleans only: `yes` stays a string and then fails a bool key with its path.
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.with_snippet = false;
+    let root: Value =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
+            message: format!("{origin}: invalid YAML: {e}"),
+        })?;
+    from_value(root)
+}
+
+fn parse_json(text: &str, origin: &str) -> Result<RouterConfig, ConfigError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        message: format!("{origin}: invalid JSON: {e}"),
+    })?;
+    from_value(root)
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the document
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+struct Problem {
+    path: String,
+    message: String,
+}
+
+impl Problem {
+    fn new(path: String, message: impl Into<String>) -> Self {
+        Self {
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+fn into_result(problems: Vec<Problem>) -> Result<(), ConfigError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    // Type problems found while reading come first; a range rule on the same key would only
+    // repeat them about a placeholder value.
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for p in &problems {
+        if !seen.contains(&p.path.as_str()) {
+            seen.push(&p.path);
+            out.push(p.to_string());
+        }
+    }
+    Err(ConfigError::Invalid { problems: out })
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) if n.is_f64() => format!("number {n}"),
+        Value::Number(n) => format!("integer {n}"),
+        Value::String(s) if s.chars().count() > 40 => {
+            let cut: String = s.chars().take(40).collect();
+            format!("string {cut:?}…")
+        }
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+/// Reads one mapping key by key; what is left at the end is reported as unknown.
+struct Section<'a> {
+    path: String,
+    map: Map<String, Value>,
+    known: &'static [&'static str],
+    problems: &'a mut Vec<Problem>,
+}
+
+impl<'a> Section<'a> {
+    fn new(
+        path: String,
+        value: Value,
+        known: &'static [&'static str],
+        problems: &'a mut Vec<Problem>,
+    ) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Self {
+                path,
+                map,
+                known,
+                problems,
+            }),
+            other => {
+                problems.push(Problem::new(
+                    path,
+                    format!("expected a mapping, got {}", describe(&other)),
+                ));
+                None
+            }
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The value of `key`; `None` when absent or null (null means "the default").
+    fn take(&mut self, key: &str) -> Option<Value> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn bad(&mut self, key: &str, expected: &str, got: &Value) {
+        let path = self.key(key);
+        self.problems.push(Problem::new(
+            path,
+            format!("expected {expected}, got {}", describe(got)),
+        ));
+    }
+
+    fn string(&mut self, key: &str, out: &mut String) {
+        if let Some(v) = self.take(key) {
+            match v {
+                Value::String(s) => *out = s,
+                other => self.bad(key, "a string", &other),
+            }
+        }
+    }
+
+    fn opt_string(&mut self, key: &str, out: &mut Option<String>) {
+        if let Some(v) = self.take(key) {
+            match v {
+                Value::String(s) => *out = Some(s),
+                other => self.bad(key, "a string", &other),
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, out: &mut bool) {
+        if let Some(v) = self.take(key) {
+            match v {
+                Value::Bool(b) => *out = b,
+                other => self.bad(key, "true or false", &other),
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, out: &mut f64) {
+        if let Some(v) = self.take(key) {
+            match v.as_f64() {
+                Some(n) if v.is_number() => *out = n,
+                _ => self.bad(key, "a number", &v),
+            }
+        }
+    }
+
+    /// An integer in `0..=max` (the range rule with the key's own minimum runs later).
+    fn integer(&mut self, key: &str, max: u64) -> Option<u64> {
+        let v = self.take(key)?;
+        match v.as_u64() {
+            Some(n) if n <= max => Some(n),
+            Some(n) => {
+                let path = self.key(key);
+                self.problems.push(Problem::new(
+                    path,
+                    format!("must be an integer <= {max} (got {n})"),
+                ));
+                None
+            }
+            None => {
+                self.bad(key, "a non-negative integer", &v);
+                None
+            }
+        }
+    }
+
+    /// Reports every key that was not read.
+    fn finish(self) {
+        let mut keys: Vec<&String> = self.map.keys().collect();
+        keys.sort();
+        for key in keys {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            self.problems.push(Problem::new(
+                path,
+                format!("unknown key; expected one of: {}", self.known.join(", ")),
+            ));
+        }
+    }
+}
+
+const ROUTER_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "replicas",
+    "health_check",
+    "shutdown_grace_seconds",
+    "first_frame_timeout_seconds",
+    "connect_timeout_seconds",
+    "connect_attempts",
+    "send_timeout_seconds",
+    "max_message_bytes",
+    "max_sessions",
+    "stickiness",
+];
+const REPLICA_KEYS: &[&str] = &["url", "name", "primary", "weight"];
+const HEALTH_KEYS: &[&str] = &[
+    "path",
+    "interval_seconds",
+    "timeout_seconds",
+    "failure_threshold",
+    "recovery_threshold",
+    "status_path",
+];
+const STICKY_KEYS: &[&str] = &["enabled", "max_clients", "ttl_seconds"];
+
+fn from_value(root: Value) -> Result<RouterConfig, ConfigError> {
+    let mut problems = Vec::new();
+    let root = match root {
+        // An empty document is an empty mapping; then `router` is missing.
+        Value::Null => Value::Object(Map::new()),
+        other => other,
+    };
+    let mut config = RouterConfig::new(Vec::new());
+    let Some(mut top) = Section::new(String::new(), root, &["router"], &mut problems) else {
+        return into_result(problems).map(|()| config);
+    };
+    let router = top.take("router");
+    top.finish();
+    let router_read = match router {
+        None => {
+            problems.push(Problem::new(
+                "router".into(),
+                "required: the file must have a top-level `router:` mapping",
+            ));
+            false
+        }
+        Some(value) if !value.is_object() => {
+            problems.push(Problem::new(
+                "router".into(),
+                format!("expected a mapping, got {}", describe(&value)),
+            ));
+            false
+        }
+        Some(value) => {
+            read_router(value, &mut config, &mut problems);
+            true
+        }
+    };
+    if !router_read {
+        // Without a `router:` block the range rules would only add noise.
+        return into_result(problems).map(|()| config);
+    }
+    let read_ok = problems.is_empty();
+    config.check(&mut problems);
+    if read_ok && problems.is_empty() {
+        for r in &mut config.replicas {
+            if let Ok(url) = ReplicaUrl::parse(&r.url) {
+                r.url = url.as_str().to_owned();
+            }
+        }
+    }
+    into_result(problems).map(|()| config)
+}
+
+fn read_router(value: Value, c: &mut RouterConfig, problems: &mut Vec<Problem>) {
+    let Some(mut s) = Section::new("router".into(), value, ROUTER_KEYS, problems) else {
+        return;
+    };
+    s.string("host", &mut c.host);
+    if let Some(port) = s.integer("port", u64::from(u16::MAX)) {
+        c.port = port as u16;
+    }
+    match s.take("replicas") {
+        None => {
+            let path = s.key("replicas");
+            s.problems.push(Problem::new(
+                path,
+                "required: a list of replicas, each with a `url`",
+            ));
+        }
+        Some(Value::Array(items)) => {
+            for (i, item) in items.into_iter().enumerate() {
+                c.replicas.push(read_replica(i, item, s.problems));
+            }
+        }
+        Some(other) => s.bad("replicas", "a list of replicas", &other),
+    }
+    if let Some(v) = s.take("health_check") {
+        read_health(v, &mut c.health_check, s.problems);
+    }
+    s.number("shutdown_grace_seconds", &mut c.shutdown_grace_seconds);
+    s.number(
+        "first_frame_timeout_seconds",
+        &mut c.first_frame_timeout_seconds,
+    );
+    s.number("connect_timeout_seconds", &mut c.connect_timeout_seconds);
+    if let Some(n) = s.integer("connect_attempts", u64::from(u32::MAX)) {
+        c.connect_attempts = n as u32;
+    }
+    s.number("send_timeout_seconds", &mut c.send_timeout_seconds);
+    if let Some(n) = s.integer("max_message_bytes", usize::MAX as u64) {
+        c.max_message_bytes = n as usize;
+    }
+    if let Some(n) = s.integer("max_sessions", usize::MAX as u64) {
+        c.max_sessions = n as usize;
+    }
+    if let Some(v) = s.take("stickiness")
+        && let Some(mut st) = Section::new("router.stickiness".into(), v, STICKY_KEYS, s.problems)
+    {
+        st.boolean("enabled", &mut c.stickiness.enabled);
+        if let Some(n) = st.integer("max_clients", usize::MAX as u64) {
+            c.stickiness.max_clients = n as usize;
+        }
+        st.number("ttl_seconds", &mut c.stickiness.ttl_seconds);
+        st.finish();
+    }
+    s.finish();
+}
+
+fn read_replica(i: usize, value: Value, problems: &mut Vec<Problem>) -> ReplicaConfig {
+    let mut r = ReplicaConfig::new("");
+    let path = format!("router.replicas[{i}]");
+    let Some(mut s) = Section::new(path, value, REPLICA_KEYS, problems) else {
+        // A unique stand-in, so the url rules don't pile more problems onto this entry.
+        r.url = format!("http://invalid-entry-{i}");
+        return r;
+    };
+    match s.take("url") {
+        None => {
+            let path = s.key("url");
+            s.problems.push(Problem::new(
+                path,
+                "required: the replica's http://host:port",
+            ));
+        }
+        Some(Value::String(u)) => r.url = u,
+        Some(other) => s.bad("url", "a string", &other),
+    }
+    s.opt_string("name", &mut r.name);
+    s.boolean("primary", &mut r.primary);
+    s.number("weight", &mut r.weight);
+    s.finish();
+    r
+}
+
+fn read_health(value: Value, h: &mut HealthCheckConfig, problems: &mut Vec<Problem>) {
+    let Some(mut s) = Section::new("router.health_check".into(), value, HEALTH_KEYS, problems)
+    else {
+        return;
+    };
+    s.string("path", &mut h.path);
+    s.number("interval_seconds", &mut h.interval_seconds);
+    s.number("timeout_seconds", &mut h.timeout_seconds);
+    if let Some(n) = s.integer("failure_threshold", u64::from(u32::MAX)) {
+        h.failure_threshold = n as u32;
+    }
+    if let Some(n) = s.integer("recovery_threshold", u64::from(u32::MAX)) {
+        h.recovery_threshold = n as u32;
+    }
+    // Unlike the other keys, an explicit null means "off" here, so read the raw entry.
+    match s.map.remove("status_path") {
+        None => {}
+        Some(Value::Null) => h.status_path = None,
+        Some(Value::String(p)) => h.status_path = Some(p),
+        Some(other) => s.bad("status_path", "a string or null", &other),
+    }
+    s.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Replica urls
+// ---------------------------------------------------------------------------------------
+
+/// A replica's base url, parsed: `http://host[:port]`, normalized without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaUrl {
+    normalized: String,
+    authority: String,
+    host: String,
+    port: u16,
+}
+
+impl ReplicaUrl {
+    /// Parses a `router.replicas[].url`. The error says what is wrong in words.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("must not contain whitespace (got {url:?})"));
+        }
+        if url.starts_with("https://") {
+            return Err(format!(
+                "https:// replicas are not supported: this router speaks plain HTTP and \
+                 WebSocket to its replicas; use http:// on a private network (got {url:?})"
+            ));
+        }
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(format!("must start with http:// (got {url:?})"));
+        };
+        if rest.contains('?') {
+            return Err(format!("must not have a query (got {url:?})"));
+        }
+        if rest.contains('#') {
+            return Err(format!("must not have a fragment (got {url:?})"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        // A lone trailing slash is what people write; upstream kept it and probed `//health`.
+        if !path.is_empty() && path != "/" {
+            return Err(format!(
+                "must not have a path (got {path:?}); the router always connects to /v1/stream"
+            ));
+        }
+        if authority.is_empty() {
+            return Err(format!("has no host (got {url:?})"));
+        }
+        if authority.contains('@') {
+            return Err(format!("must not contain user info (got {url:?})"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((host, after)) = v6.split_once(']') else {
+                return Err(format!("has an unclosed [ in the host (got {url:?})"));
+            };
+            let port = match after {
+                "" => None,
+                p => match p.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None => return Err(format!("has junk after the IPv6 host (got {url:?})")),
+                },
+            };
+            (host, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("has no host (got {url:?})"));
+        }
+        let host_ok = host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
+        if !host_ok {
+            return Err(format!("has an invalid host {host:?}"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(format!("has an invalid port {p:?} (expected 1 to 65535)")),
+            },
+        };
+        Ok(Self {
+            normalized: format!("http://{authority}"),
+            authority: authority.to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `http://host[:port]`, no trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.normalized
+    }
+
+    /// `host[:port]` as written (IPv6 in brackets).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The host to connect to (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port to connect to (80 when the url has none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for ReplicaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.normalized)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized_and_checked() {
+        let u = ReplicaUrl::parse("http://a:8000/").unwrap();
+        assert_eq!(u.as_str(), "http://a:8000");
+        assert_eq!((u.host(), u.port()), ("a", 8000));
+        let u = ReplicaUrl::parse("http://[::1]:9").unwrap();
+        assert_eq!((u.host(), u.port(), u.authority()), ("::1", 9, "[::1]:9"));
+        assert_eq!(ReplicaUrl::parse("http://h").unwrap().port(), 80);
+        for bad in [
+            "a:8000",
+            "https://a",
+            "http://",
+            "http://a/x",
+            "http://a?q=1",
+            "http://a#f",
+            "http://u@a",
+            "http://a:0",
+            "http://a:99999",
+            "http://a b",
+            "http://[::1",
+        ] {
+            assert!(ReplicaUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

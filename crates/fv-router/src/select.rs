@@ -1,0 +1,264 @@
+//! Choosing a replica for a new session: the [`Selector`] trait, the default
+//! [`CapacityWeighted`] policy, and the `client_id` stickiness table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How much room a replica has for new sessions, as far as the router knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Free {
+    /// Free session slots: the replica's reported `max_sessions` minus its sessions (reported
+    /// ones plus those this router opened since the report). At least 1 for a candidate.
+    Slots(u32),
+    /// The replica does not report its capacity; `routed` is how many sessions this router
+    /// has open on it.
+    Unknown {
+        /// Sessions open through this router.
+        routed: u32,
+    },
+}
+
+/// What a [`Selector`] sees of one replica. Every candidate is healthy and has room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Position of the replica in `router.replicas`.
+    pub index: usize,
+    /// In the primary tier.
+    pub primary: bool,
+    /// `router.replicas[].weight` (> 0).
+    pub weight: f64,
+    /// Room for new sessions.
+    pub free: Free,
+}
+
+/// A selection policy. The registry filters out unhealthy and full replicas and applies
+/// stickiness first; a selector only ranks what is left.
+pub trait Selector: Send + Sync + fmt::Debug + 'static {
+    /// Picks the replica for one new session among `candidates` (never empty) and returns its
+    /// [`Candidate::index`]. Called once per connection attempt.
+    fn pick(&self, candidates: &[Candidate]) -> usize;
+}
+
+/// The default policy: the primary tier first; within the tier the most free capacity times
+/// `weight`; ties go round-robin.
+///
+/// A replica that reports its capacity scores `weight × free slots`; one that does not scores
+/// `weight / (2 + sessions routed to it)`: replicas of unknown capacity share sessions by
+/// fewest routed, and score below any replica of the same weight known to have a free slot.
+#[derive(Debug, Default)]
+pub struct CapacityWeighted {
+    next: AtomicUsize,
+}
+
+impl CapacityWeighted {
+    /// A fresh policy (its round-robin counter starts at zero).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn score(c: &Candidate) -> f64 {
+        match c.free {
+            Free::Slots(n) => c.weight * f64::from(n),
+            Free::Unknown { routed } => c.weight / (2.0 + f64::from(routed)),
+        }
+    }
+}
+
+impl Selector for CapacityWeighted {
+    fn pick(&self, candidates: &[Candidate]) -> usize {
+        let primary_tier = candidates.iter().any(|c| c.primary);
+        let tier: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.primary == primary_tier)
+            .collect();
+        let best = tier
+            .iter()
+            .map(|c| Self::score(c))
+            .fold(f64::NEG_INFINITY, f64::max);
+        // Relative tolerance: weights like 0.1 make "equal" scores differ in the last bits.
+        let tied: Vec<&Candidate> = tier
+            .into_iter()
+            .filter(|c| (Self::score(c) - best).abs() <= best.abs() * 1e-9)
+            .collect();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        match tied.get(turn % tied.len().max(1)) {
+            Some(c) => c.index,
+            // Unreachable for a non-empty slice; the first candidate is a safe answer.
+            None => candidates.first().map_or(0, |c| c.index),
+        }
+    }
+}
+
+/// `client_id` → replica, bounded in entries and in age.
+///
+/// Keyed by the exact `client_id` string of the client's `session_init_v2` (ids longer than
+/// [`crate::config::MAX_STICKY_KEY_BYTES`] are not remembered). An entry is refreshed every
+/// time a session with that id is bridged; the least recently refreshed entry is dropped when
+/// the table is full, and an entry older than the TTL is ignored and dropped.
+#[derive(Debug)]
+pub(crate) struct StickyTable {
+    capacity: usize,
+    ttl: Duration,
+    entries: HashMap<String, Entry>,
+    /// Refresh order: sequence number → key. The first entry is the least recently used.
+    order: BTreeMap<u64, String>,
+    seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    replica: usize,
+    at: Instant,
+    seq: u64,
+}
+
+impl StickyTable {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            ttl,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// The replica `key` was last bridged to, unless that is older than the TTL.
+    pub fn get(&mut self, key: &str, now: Instant) -> Option<usize> {
+        let entry = *self.entries.get(key)?;
+        if now.saturating_duration_since(entry.at) > self.ttl {
+            self.entries.remove(key);
+            self.order.remove(&entry.seq);
+            return None;
+        }
+        Some(entry.replica)
+    }
+
+    /// Remembers (or refreshes) `key` → `replica`.
+    pub fn insert(&mut self, key: &str, replica: usize, now: Instant) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(old) = self.entries.insert(
+            key.to_owned(),
+            Entry {
+                replica,
+                at: now,
+                seq,
+            },
+        ) {
+            self.order.remove(&old.seq);
+        }
+        self.order.insert(seq, key.to_owned());
+        // Drop expired entries from the old end, then the oldest while over capacity.
+        while let Some((&oldest, k)) = self.order.first_key_value() {
+            let expired = self
+                .entries
+                .get(k)
+                .is_none_or(|e| now.saturating_duration_since(e.at) > self.ttl);
+            if !(expired || self.entries.len() > self.capacity) {
+                break;
+            }
+            if let Some(k) = self.order.remove(&oldest) {
+                self.entries.remove(&k);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(index: usize, primary: bool, weight: f64, free: Free) -> Candidate {
+        Candidate {
+            index,
+            primary,
+            weight,
+            free,
+        }
+    }
+
+    #[test]
+    fn primary_tier_wins_even_with_less_room() {
+        let s = CapacityWeighted::new();
+        let cands = [
+            c(0, false, 1.0, Free::Slots(8)),
+            c(1, true, 1.0, Free::Slots(1)),
+        ];
+        for _ in 0..4 {
+            assert_eq!(s.pick(&cands), 1);
+        }
+    }
+
+    #[test]
+    fn most_weighted_free_capacity_wins() {
+        let s = CapacityWeighted::new();
+        let cands = [
+            c(0, false, 1.0, Free::Slots(3)),
+            c(1, false, 1.0, Free::Slots(5)),
+        ];
+        assert_eq!(s.pick(&cands), 1);
+        let cands = [
+            c(0, false, 2.0, Free::Slots(3)),
+            c(1, false, 1.0, Free::Slots(5)),
+        ];
+        assert_eq!(s.pick(&cands), 0);
+    }
+
+    #[test]
+    fn ties_go_round_robin() {
+        let s = CapacityWeighted::new();
+        let cands = [
+            c(0, false, 1.0, Free::Slots(4)),
+            c(1, false, 1.0, Free::Slots(4)),
+            c(2, false, 1.0, Free::Slots(4)),
+        ];
+        let picks: Vec<usize> = (0..6).map(|_| s.pick(&cands)).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn known_room_beats_unknown_capacity() {
+        let s = CapacityWeighted::new();
+        let cands = [
+            c(0, false, 1.0, Free::Unknown { routed: 0 }),
+            c(1, false, 1.0, Free::Slots(1)),
+        ];
+        assert_eq!(s.pick(&cands), 1);
+        // Among unknowns, fewer routed sessions wins.
+        let cands = [
+            c(0, false, 1.0, Free::Unknown { routed: 3 }),
+            c(1, false, 1.0, Free::Unknown { routed: 1 }),
+        ];
+        assert_eq!(s.pick(&cands), 1);
+    }
+
+    #[test]
+    fn sticky_table_is_bounded_and_expires() {
+        let t0 = Instant::now();
+        let mut t = StickyTable::new(2, Duration::from_secs(10));
+        t.insert("a", 0, t0);
+        t.insert("b", 1, t0);
+        assert_eq!(t.get("a", t0), Some(0));
+        // "a" is refreshed, so "b" is now the least recently used and goes first.
+        t.insert("a", 0, t0 + Duration::from_secs(1));
+        t.insert("c", 1, t0 + Duration::from_secs(2));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get("b", t0 + Duration::from_secs(2)), None);
+        assert_eq!(t.get("a", t0 + Duration::from_secs(2)), Some(0));
+        // Past the TTL the entry is ignored and removed.
+        assert_eq!(t.get("a", t0 + Duration::from_secs(12)), None);
+        assert_eq!(t.len(), 1);
+        // Remapping moves the key.
+        t.insert("c", 0, t0 + Duration::from_secs(3));
+        assert_eq!(t.get("c", t0 + Duration::from_secs(3)), Some(0));
+        assert_eq!(t.len(), 1);
+    }
+}
