@@ -151,18 +151,7 @@ impl Weights {
     /// Loads every transformer tensor from the given safetensors files (a single file or
     /// the shards of a component folder), renaming through [`canonical_transformer_name`].
     pub fn load_transformer(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
-        let mut w = Self::default();
-        for path in paths {
-            let file = candle_core::safetensors::load(path, device)?;
-            let mut names: Vec<_> = file.into_iter().collect();
-            names.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, tensor) in names {
-                if let Some(canonical) = canonical_transformer_name(&name) {
-                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
-                }
-            }
-        }
-        Ok(w)
+        Self::load_renamed(paths, dtype, device, canonical_transformer_name)
     }
 
     /// Builds a store from in-memory tensors named in any circulating spelling.
@@ -173,23 +162,35 @@ impl Weights {
     /// Loads the video VAE decoder's tensors (and latent statistics) from safetensors files,
     /// renaming through [`canonical_vae_name`]; everything else in the files is skipped.
     pub fn load_vae(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
-        let mut w = Self::default();
-        for path in paths {
-            let file = candle_core::safetensors::load(path, device)?;
-            let mut names: Vec<_> = file.into_iter().collect();
-            names.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, tensor) in names {
-                if let Some(canonical) = canonical_vae_name(&name) {
-                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
-                }
-            }
-        }
-        Ok(w)
+        Self::load_renamed(paths, dtype, device, canonical_vae_name)
     }
 
     /// Builds a video-VAE store from in-memory tensors (see [`canonical_vae_name`]).
     pub fn from_vae_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
         Self::from_renamed(tensors, canonical_vae_name)
+    }
+
+    /// Loads the tensors of `paths` that `rename` keeps, converted to `dtype`. Names are taken
+    /// in sorted order per file, so a duplicate is reported the same way on every run.
+    fn load_renamed(
+        paths: &[&Path],
+        dtype: DType,
+        device: &Device,
+        rename: fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let mut w = Self::default();
+        for path in paths {
+            let mut named: Vec<_> = candle_core::safetensors::load(path, device)?
+                .into_iter()
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, tensor) in named {
+                if let Some(canonical) = rename(&name) {
+                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
+                }
+            }
+        }
+        Ok(w)
     }
 
     fn from_renamed(

@@ -2,6 +2,9 @@
 //! fixtures made by `scripts/make_fixtures.py`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{fixture, max_abs_diff};
+
 use candle_core::{DType, Device, Tensor};
 use fv_inference::rope::{VideoCoords, split_rope_tables};
 use fv_inference::transformer::Timesteps;
@@ -10,30 +13,9 @@ use fv_inference::{
     canonical_transformer_name,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn load(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(name), &Device::Cpu).expect("fixture loads")
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 struct Tiny {

@@ -2,16 +2,12 @@
 //! CPU), from the fixture made by `scripts/make_vae_fixtures.py`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{fixture, max_abs_diff};
+
 use candle_core::{Device, Tensor};
 use fv_inference::{VaeConfig, VideoVaeDecoder, Weights, canonical_vae_name};
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 struct Tiny {
     cfg: VaeConfig,
@@ -44,20 +40,6 @@ fn tiny() -> Tiny {
         tensors: candle_core::safetensors::load(fixture("vae_tiny.safetensors"), &Device::Cpu)
             .unwrap(),
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn weights(t: &Tiny) -> Weights {
