@@ -281,7 +281,7 @@ fn run_ffmpeg(w: u32, h: u32, frames: &[Frame], runs: &mut Runs) -> Result<()> {
         // Feed on another thread while this one drains stdout, so neither pipe fills up.
         let feeder = s.spawn(move || -> std::io::Result<()> {
             for frame in frames {
-                stdin.write_all(frame.rgb())?;
+                stdin.write_all(&frame.rgb())?;
             }
             Ok(())
         });
@@ -414,7 +414,7 @@ fn yuv_psnr_ffmpeg(mp4: &[u8], w: u32, h: u32, source: &[Frame]) -> Result<f64> 
     let log = std::thread::scope(|s| -> Result<String> {
         let feeder = s.spawn(move || -> std::io::Result<()> {
             for frame in source {
-                stdin.write_all(frame.rgb())?;
+                stdin.write_all(&frame.rgb())?;
             }
             Ok(())
         });
@@ -447,7 +447,7 @@ fn mean_psnr<'a>(decoded: impl Iterator<Item = &'a [u8]>, source: &[Frame]) -> R
     let mut sum = 0.0;
     let mut n = 0usize;
     for (d, s) in decoded.zip(source) {
-        let p = psnr(d, s.rgb()).context("decoded frame has the wrong size")?;
+        let p = psnr(d, &s.rgb()).context("decoded frame has the wrong size")?;
         sum += p.min(100.0);
         n += 1;
     }

@@ -18,8 +18,10 @@
 //! * [`CancelToken`]: a shared flag the server fires when the client leaves.
 //! * [`GenerateError`]: `Cancelled`, `InvalidRequest` (the request cannot be served) or
 //!   `Failed` (the model broke).
-//! * [`Frame`]: one RGB24 frame whose buffer length is checked against its size
-//!   ([`FrameError`] otherwise).
+//! * [`Frame`]: one video frame, RGB24 or I420 ([`PixelFormat`]), whose buffer length is
+//!   checked against its size ([`FrameError`] otherwise). [`rgb_to_i420`] converts exactly as
+//!   the H.264 encoder would, so a generator can hand over I420 planes (half the bytes of
+//!   RGB24) and the stream stays byte-identical.
 //! * [`MockGenerator`]: a deterministic, GPU-free generator with configurable speed and batch
 //!   size ([`MockGeneratorConfig`]), for tests and demos.
 //!
@@ -116,7 +118,7 @@ mod frame;
 mod mock;
 
 pub use cancel::CancelToken;
-pub use frame::{Frame, FrameError};
+pub use frame::{Frame, FrameError, PixelFormat, rgb_to_i420};
 pub use mock::{MockGenerator, MockGeneratorConfig};
 
 use serde::{Deserialize, Serialize};

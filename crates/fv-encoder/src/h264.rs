@@ -1,11 +1,12 @@
-//! The openh264 side: RGB24 -> I420 -> H.264 access unit, split into NAL units.
+//! The openh264 side: RGB24 or I420 frame -> H.264 access unit, split into NAL units.
 
 use crate::{EncodeError, EncoderConfig, MAX_QP};
+use fv_core::PixelFormat;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, FrameRate, IntraFramePeriod, Profile, QpRange, RateControlMode,
     UsageType,
 };
-use openh264::formats::{RgbSliceU8, YUVBuffer};
+use openh264::formats::{RgbSliceU8, YUVBuffer, YUVSlices};
 use openh264::{OpenH264API, Timestamp};
 
 /// NAL unit types we treat specially (ITU-T H.264 table 7-1).
@@ -23,7 +24,7 @@ pub(crate) struct EncodedFrame {
     pub pps: Option<Vec<u8>>,
 }
 
-/// An openh264 encoder plus the reusable I420 buffer it reads from.
+/// An openh264 encoder plus the reusable I420 buffer RGB24 frames are converted into.
 pub(crate) struct H264Encoder {
     encoder: Encoder,
     yuv: YUVBuffer,
@@ -87,7 +88,8 @@ impl H264Encoder {
         self.encoder.force_intra_frame();
     }
 
-    /// Encodes one RGB24 frame of exactly the configured size.
+    /// Encodes one frame of exactly the configured size. RGB24 is converted into the reusable
+    /// buffer; I420 planes go to openh264 as they are (no conversion, no copy).
     pub fn encode(&mut self, frame: &fv_core::Frame) -> Result<EncodedFrame, EncodeError> {
         if frame.width() != self.width || frame.height() != self.height {
             return Err(EncodeError::FrameSize {
@@ -97,14 +99,25 @@ impl H264Encoder {
                 height: frame.height(),
             });
         }
-        let dims = (self.width as usize, self.height as usize);
-        // Size checked above and `Frame` guarantees len == w*h*3, so the crate's asserts hold.
-        self.yuv.read_rgb8(RgbSliceU8::new(frame.rgb(), dims));
-        let millis = self.frames_encoded * 1000 / u64::from(self.fps);
-        let bitstream = self
-            .encoder
-            .encode_at(&self.yuv, Timestamp::from_millis(millis))
-            .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        let (w, h) = (self.width as usize, self.height as usize);
+        let timestamp = Timestamp::from_millis(self.frames_encoded * 1000 / u64::from(self.fps));
+        // The size is checked above, the config is even, and `Frame` guarantees its buffer
+        // length for its format, so openh264's length asserts hold in both arms.
+        let bitstream = match frame.format() {
+            PixelFormat::I420 => {
+                let (y, chroma) = frame.data().split_at(w * h);
+                let (u, v) = chroma.split_at(w / 2 * (h / 2));
+                let planes = YUVSlices::new((y, u, v), (w, h), (w, w / 2, w / 2));
+                self.encoder.encode_at(&planes, timestamp)
+            }
+            // RGB24 (borrowed, no copy) and any format fv-core adds later: every frame has an
+            // RGB view.
+            _ => {
+                self.yuv.read_rgb8(RgbSliceU8::new(&frame.rgb(), (w, h)));
+                self.encoder.encode_at(&self.yuv, timestamp)
+            }
+        }
+        .map_err(|e| EncodeError::Encoder(e.to_string()))?;
         self.frames_encoded += 1;
 
         let mut out = EncodedFrame::default();

@@ -1,9 +1,9 @@
 //! H.264 encoding and fragmented-MP4 muxing for the stream server.
 //!
-//! RGB24 [`fv_core::Frame`]s go in; out come [`Chunk`]s ready to send as WebSocket binary
-//! frames: per segment one init chunk (`ftyp`+`moov`) and then `moof`+`mdat` fragments of
-//! [`EncoderConfig::fragment_frames`] frames each. Every chunk is box-aligned, so a client can
-//! `appendBuffer` each one as it arrives.
+//! [`fv_core::Frame`]s go in (RGB24 or I420); out come [`Chunk`]s ready to send as WebSocket
+//! binary frames: per segment one init chunk (`ftyp`+`moov`) and then `moof`+`mdat` fragments
+//! of [`EncoderConfig::fragment_frames`] frames each. Every chunk is box-aligned, so a client
+//! can `appendBuffer` each one as it arrives.
 //!
 //! * Encoder: openh264 built from source (BSD-2), Constrained Baseline (CAVLC),
 //!   `Complexity::Low`, one thread, bitrate rate control that never skips frames with a
@@ -12,6 +12,11 @@
 //!   adaptive-quantisation passes are off (slower, and no better on generated content).
 //!   openh264 prints one warning line to stderr per encoder ("bitrate can't be controlled ...
 //!   without enabling skip frame"): expected, frames are never skipped on purpose.
+//! * Input: RGB24 frames are converted with openh264's `YUVBuffer::read_rgb8`; I420 frames
+//!   ([`fv_core::Frame::from_i420`]) go to openh264 as they are, with no conversion or copy.
+//!   Planes made with [`fv_core::rgb_to_i420`]'s arithmetic (bit-identical to `read_rgb8`) give
+//!   exactly the bytes the RGB24 frame would, and a segment may mix both formats. A frame of
+//!   another size than configured is an [`EncodeError::FrameSize`] in either format.
 //! * Muxer: our own writer on mp4-atom boxes ([`StreamEncoder`] docs list the layout).
 //! * The MSE mime comes from the real SPS ([`codec_string`]), e.g.
 //!   `video/mp4; codecs="avc1.42c01f"`.

@@ -74,7 +74,7 @@ mod tests {
         assert!(test_pattern(0, 96, 0).is_err());
         assert_eq!((a.width(), a.height()), (128, 96));
         assert_ne!(a.rgb(), b.rgb());
-        assert_eq!(psnr(a.rgb(), a.rgb()), Some(f64::INFINITY));
+        assert_eq!(psnr(&a.rgb(), &a.rgb()), Some(f64::INFINITY));
         assert_eq!(psnr(&[0, 0], &[0]), None);
         // Every byte off by 1 -> MSE 1 -> 48.13 dB.
         let p = psnr(&[10, 20], &[11, 21]).expect("same length");

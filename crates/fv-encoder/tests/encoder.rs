@@ -154,7 +154,7 @@ fn moving_gradient_round_trips_with_high_psnr() {
     assert_eq!(decoded.len(), input.len());
     for (i, (d, src)) in decoded.iter().zip(&input).enumerate() {
         assert_eq!(d.len(), src.rgb().len());
-        let p = psnr(d, src.rgb()).unwrap();
+        let p = psnr(d, &src.rgb()).unwrap();
         // About 43 dB at the defaults; 35 leaves margin yet catches a broken conversion/mux.
         assert!(p > 35.0, "frame {i}: PSNR {p:.1} dB");
     }
@@ -174,7 +174,7 @@ fn sizes_not_multiple_of_16_decode_to_the_same_size() {
     let decoded = inspect::decode_segment(&seg).unwrap();
     assert_eq!(decoded.len(), 10);
     for (d, src) in decoded.iter().zip(&input) {
-        assert!(psnr(d, src.rgb()).unwrap() > 30.0);
+        assert!(psnr(d, &src.rgb()).unwrap() > 30.0);
     }
 }
 
@@ -255,7 +255,7 @@ fn consecutive_segments_each_restart_with_idr_and_tfdt_zero() {
         // Each segment decodes on its own, with a fresh decoder.
         let decoded = inspect::decode_segment(&seg).unwrap();
         for (d, src) in decoded.iter().zip(&input) {
-            assert!(psnr(d, src.rgb()).unwrap() > 30.0, "segment {segment}");
+            assert!(psnr(d, &src.rgb()).unwrap() > 30.0, "segment {segment}");
         }
     }
 }
