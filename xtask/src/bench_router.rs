@@ -13,11 +13,11 @@
 //! Paths take turns (one round trip each, then throughput runs in rotation) so machine noise
 //! hits all three alike.
 
+use crate::bench_server::{Listening, build_release, percentile};
 use anyhow::{Context, anyhow, bail};
 use fv_testkit::router::ScriptedReplica;
 use fv_testkit::{Client, Received};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,49 +53,6 @@ impl Options {
             frame_bytes: 1024 * 1024,
             runs: 3,
         }
-    }
-}
-
-/// A child process that prints `listening on http://ADDR/` first; killed on drop.
-struct Listening {
-    child: Child,
-    addr: SocketAddr,
-    _config: tempfile::NamedTempFile,
-}
-
-impl Listening {
-    fn start(binary: &Path, yaml: &str) -> anyhow::Result<Self> {
-        let mut config = tempfile::Builder::new().suffix(".yaml").tempfile()?;
-        config.write_all(yaml.as_bytes())?;
-        let mut child = Command::new(binary)
-            .arg("--config")
-            .arg(config.path())
-            .args(["--port", "0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .and_then(|s| s.trim_end_matches('/').parse().ok())
-            .ok_or_else(|| anyhow!("unexpected output from {}: {line:?}", binary.display()))?;
-        Ok(Self {
-            child,
-            addr,
-            _config: config,
-        })
-    }
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -203,29 +160,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn build(root: &Path) -> anyhow::Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mock-server",
-            "-p",
-            "stream-router",
-        ])
-        .current_dir(root)
-        .status()
-        .context("building mock-server and stream-router")?;
-    if !status.success() {
-        bail!("cargo build --release -p mock-server -p stream-router failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release"))
-}
-
 fn router_yaml(backend: SocketAddr) -> String {
     format!(
         "router:\n  host: 127.0.0.1\n  port: 0\n  replicas:\n    - url: http://{backend}\n      name: bench\n  health_check:\n    interval_seconds: 0.5\n    timeout_seconds: 2.0\n"
@@ -245,14 +179,6 @@ async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// `count` snapshot_state round trips on an initialized session, in milliseconds.
@@ -302,7 +228,7 @@ struct Path3 {
 }
 
 pub fn run(root: &Path, opts: Options) -> anyhow::Result<()> {
-    let bin = build(root)?;
+    let bin = build_release(root, &["mock-server", "stream-router"])?;
     // Another router build to compare against (same CLI: --config, --port, "listening on").
     let router_bin = std::env::var_os("FV_BENCH_ROUTER_BIN")
         .map(PathBuf::from)

@@ -10,38 +10,50 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A mock-server child process; killed on drop.
-struct MockServer {
+/// Builds `packages` with `cargo build --release` and returns the directory their binaries
+/// are in (`$CARGO_TARGET_DIR/release`, else `target/release`). Shared with `bench router`.
+pub(crate) fn build_release(root: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let mut args = vec!["build", "--release", "--quiet"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    let what = packages.join(" and ");
+    let status = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("building {what}"))?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release"))
+}
+
+/// A server binary (mock-server, stream-router) in its own process, started with
+/// `--config <temp yaml> --port 0`; its first stdout line, `listening on http://ADDR/`, gives
+/// the address. Killed on drop. Shared with `bench router`.
+pub(crate) struct Listening {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     _config: tempfile::NamedTempFile,
 }
 
-impl MockServer {
-    fn start(root: &Path, yaml: &str) -> anyhow::Result<Self> {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "mock-server"])
-            .current_dir(root)
-            .status()
-            .context("building mock-server")?;
-        if !status.success() {
-            bail!("cargo build -p mock-server failed");
-        }
+impl Listening {
+    pub(crate) fn start(binary: &Path, yaml: &str) -> anyhow::Result<Self> {
         let mut config = tempfile::Builder::new().suffix(".yaml").tempfile()?;
         config.write_all(yaml.as_bytes())?;
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let mut child = Command::new(target.join("release/mock-server"))
+        let mut child = Command::new(binary)
             .arg("--config")
             .arg(config.path())
-            .arg("--port")
-            .arg("0")
+            .args(["--port", "0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting mock-server")?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
@@ -49,7 +61,7 @@ impl MockServer {
             .trim()
             .strip_prefix("listening on http://")
             .and_then(|s| s.trim_end_matches('/').parse().ok())
-            .ok_or_else(|| anyhow!("unexpected mock-server output: {line:?}"))?;
+            .ok_or_else(|| anyhow!("unexpected output from {}: {line:?}", binary.display()))?;
         Ok(Self {
             child,
             addr,
@@ -57,7 +69,7 @@ impl MockServer {
         })
     }
 
-    /// Peak resident set size of the server process so far (VmHWM), in MiB.
+    /// Peak resident set size of the process so far (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb: f64 = status
@@ -73,11 +85,17 @@ impl MockServer {
     }
 }
 
-impl Drop for MockServer {
+impl Drop for Listening {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The release mock-server, built first, running `yaml`.
+fn start_mock_server(root: &Path, yaml: &str) -> anyhow::Result<Listening> {
+    let release = build_release(root, &["mock-server"])?;
+    Listening::start(&release.join("mock-server"), yaml)
 }
 
 fn config_yaml(width: u32, height: u32, frames: u32, sessions: usize, workers: usize) -> String {
@@ -160,7 +178,8 @@ fn media_boxes_only(data: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`th percentile (nearest rank) of sorted values; NaN when empty.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -286,7 +305,7 @@ pub fn latency(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     );
     let mut ours_256 = None;
     for (w, h) in [(256u32, 256u32), (1024, 576)] {
-        let server = MockServer::start(root, &config_yaml(w, h, 24, 4, 1))?;
+        let server = start_mock_server(root, &config_yaml(w, h, 24, 4, 1))?;
         let timings = rt.block_on(run_segments(&server.url(), segments, 1000, 24))?;
         let row = print_row(&format!("fv-stream mock {w}x{h}"), &timings);
         if w == 256 {
@@ -312,7 +331,7 @@ pub fn latency(root: &Path, args: &[&str]) -> anyhow::Result<()> {
 /// `sessions` concurrent sessions x `per_session` segments at 256x256: every segment must
 /// arrive complete, in order, and decode to its 24 frames.
 pub fn load(root: &Path, sessions: usize, per_session: u32) -> anyhow::Result<()> {
-    let server = MockServer::start(root, &config_yaml(256, 256, 24, sessions, sessions))?;
+    let server = start_mock_server(root, &config_yaml(256, 256, 24, sessions, sessions))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

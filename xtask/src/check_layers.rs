@@ -17,6 +17,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("fv-pool", &["fv-core", "fv-store"]),
     ("fv-prompt", &["fv-core"]),
     ("fv-inference", &["fv-core"]),
+    // Process glue (signals, config files, logging, exit codes) for the app crates and bins.
+    ("fv-runtime", &[]),
     (
         "fv-server",
         &[
@@ -27,9 +29,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "fv-pool",
             "fv-encoder",
             "fv-prompt",
+            "fv-runtime",
         ],
     ),
-    ("fv-router", &["fv-protocol"]),
+    ("fv-router", &["fv-protocol", "fv-runtime"]),
     (
         "fv-testkit",
         &[
@@ -40,11 +43,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "fv-router",
         ],
     ),
-    ("mock-server", &["fv-server", "fv-core"]),
-    ("stream-router", &["fv-router"]),
+    ("mock-server", &["fv-server", "fv-core", "fv-runtime"]),
+    ("stream-router", &["fv-router", "fv-runtime"]),
     (
         "streaming-server",
-        &["fv-server", "fv-core", "fv-inference"],
+        &["fv-server", "fv-core", "fv-inference", "fv-runtime"],
     ),
     ("xtask", &["*"]),
 ];
@@ -57,6 +60,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("fv-encoder", &["tokio", "axum"]),
     ("fv-inference", &["tokio", "axum"]),
     ("fv-router", &["candle-core", "openh264"]),
+    ("fv-runtime", &["axum", "candle-core", "openh264"]),
 ];
 
 pub fn run() -> anyhow::Result<()> {

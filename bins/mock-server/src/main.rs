@@ -30,18 +30,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mock-server: {e:#}");
-            fv_server::exit_code(e.as_ref())
-        }
-    }
+    fv_runtime::init_tracing();
+    fv_runtime::report_exit(
+        "mock-server",
+        run(Args::parse()).await,
+        fv_server::exit_code,
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

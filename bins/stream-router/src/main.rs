@@ -2,7 +2,6 @@
 //! room. `cargo run -p stream-router -- --config configs/router.yaml`.
 
 use clap::Parser;
-use fv_router::RouterError;
 use fv_router::config::RouterConfig;
 use std::path::PathBuf;
 
@@ -29,25 +28,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs go to stderr, so stdout's first line is always `listening on ...` for scripts.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("stream-router: {e:#}");
-            // 64 = EX_USAGE: the configuration was refused before anything was bound.
-            let config_error = e.downcast_ref::<fv_router::config::ConfigError>().is_some()
-                || matches!(
-                    e.downcast_ref::<RouterError>(),
-                    Some(RouterError::Config(_))
-                );
-            std::process::ExitCode::from(if config_error { 64 } else { 1 })
-        }
-    }
+    fv_runtime::init_tracing();
+    fv_runtime::report_exit(
+        "stream-router",
+        run(Args::parse()).await,
+        fv_router::exit_code,
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -1,10 +1,12 @@
-//! The streaming server running the LTX-2 pipeline on CPU. Try it with random weights:
-//! `cargo run -p streaming-server -- --make-tiny-model /tmp/tiny-ltx2`, then
+//! The streaming server running the LTX-2 pipeline (fv-inference) on the CPU, or on a GPU in
+//! a `--features cuda` build (`generator.device: cuda`, `generator.dtype: bf16`). Try it with
+//! random weights: `cargo run -p streaming-server -- --make-tiny-model /tmp/tiny-ltx2`, then
 //! `cargo run -p streaming-server -- --config configs/tiny-ltx2.yaml`.
 
 use anyhow::Context;
 use clap::Parser;
-use fv_server::config::ServeConfig;
+use fv_inference::{DType, Device};
+use fv_server::config::{ModelDevice, ModelDtype, ServeConfig};
 use fv_server::{Server, ServerOptions};
 use std::path::{Path, PathBuf};
 
@@ -33,18 +35,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("streaming-server: {e:#}");
-            fv_server::exit_code(e.as_ref())
-        }
-    }
+    fv_runtime::init_tracing();
+    fv_runtime::report_exit(
+        "streaming-server",
+        run(Args::parse()).await,
+        fv_server::exit_code,
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -73,8 +69,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = Path::new(&config.generator.model_path);
-    let pipeline = fv_inference::Ltx2Pipeline::load(model, &fv_inference::Device::Cpu)
+    let device = open_device(config.generator.model_device())?;
+    let dtype = match config.generator.dtype {
+        None | Some(ModelDtype::F32) => DType::F32,
+        Some(ModelDtype::Bf16) => DType::BF16,
+        Some(ModelDtype::F16) => DType::F16,
+    };
+    let pipeline = fv_inference::Ltx2Pipeline::load_with(model, &device, dtype)
         .with_context(|| format!("loading the model from {}", model.display()))?;
+    tracing::info!(?device, ?dtype, model = %model.display(), "model loaded");
     // Clones share the weights: one load serves every worker.
     let generators = (0..config.streaming.pool.workers())
         .map(|_| Box::new(pipeline.clone()) as Box<dyn fv_core::Generator>)
@@ -90,4 +93,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("listening on http://{addr}/");
     server.serve(fv_server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The candle device for `generator.device` (CPU when unset).
+fn open_device(device: Option<ModelDevice>) -> anyhow::Result<Device> {
+    match device {
+        None | Some(ModelDevice::Cpu) => Ok(Device::Cpu),
+        Some(ModelDevice::Cuda(ordinal)) => Device::new_cuda(ordinal).with_context(|| {
+            if cfg!(feature = "cuda") {
+                format!("generator.device: cannot open CUDA device {ordinal}")
+            } else {
+                format!(
+                    "generator.device: cuda:{ordinal} asked for, but this streaming-server was \
+                     built without CUDA (rebuild with `--features cuda`, see docs/cuda.md)"
+                )
+            }
+        }),
+    }
 }

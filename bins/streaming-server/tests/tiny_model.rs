@@ -68,3 +68,48 @@ fn the_shipped_tiny_config_loads_and_fits_the_tiny_model() {
         .latent_grid(s.width, s.height, s.num_frames)
         .unwrap();
 }
+
+/// Runs the real binary with the tiny model and `extra` lines under `generator:`.
+fn run_with_generator_lines(extra: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    fv_inference::tiny::write_random_model(dir.path()).unwrap();
+    let config = dir.path().join("serve.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "generator:\n  model_path: {}\n{extra}server:\n  host: 127.0.0.1\n  port: 0\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_streaming-server"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap()
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn asking_for_cuda_in_a_cpu_build_says_how_to_get_it() {
+    let out = run_with_generator_lines("  device: cuda\n  dtype: bf16\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("generator.device") && stderr.contains("--features cuda"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_device_spelling_is_a_config_error_naming_the_key() {
+    let out = run_with_generator_lines("  device: gpu0\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("generator.device"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "config errors exit 64: {stderr}"
+    );
+}

@@ -1,29 +1,34 @@
-//! LTX-2 video generation in candle (CPU by default).
+//! LTX-2 video generation in candle (CPU by default, NVIDIA GPUs with the `cuda` feature).
 //!
 //! What exists (see README.md): the LTX-2 video transformer's video stream
 //! ([`Ltx2VideoTransformer`]), its split 3-D RoPE ([`rope`]), the flow-matching Euler
-//! scheduler with the distilled sigma schedule ([`FlowMatchEulerScheduler`]), and weight
-//! loading by the real checkpoint names through one rename map ([`weights`]). Every piece is
-//! checked against diffusers 0.42.1 on tiny seeded configurations by the crate's tests.
-//! The video VAE decoder ([`VideoVaeDecoder`]) turns latents into RGB frames.
-//! [`Ltx2Pipeline`] puts them together behind `fv_core::Generator`: seeded noise → distilled
-//! Euler steps → VAE decode → RGB frames; [`tiny::write_random_model`] writes a tiny
-//! random-weight model it can run on any CPU.
+//! scheduler with the distilled sigma schedule ([`FlowMatchEulerScheduler`]), the video VAE
+//! decoder ([`VideoVaeDecoder`]), and weight loading by the real checkpoint names through one
+//! rename map ([`weights`]). Every piece, and one whole pipeline run, is checked against
+//! diffusers 0.42.1 on tiny seeded configurations by the crate's tests.
+//! [`Ltx2Pipeline`] puts them together behind `fv_core::Generator`: seeded noise → Euler steps
+//! → VAE decode → frames (in f32, bf16 or f16); [`tiny::write_random_model`] writes a tiny
+//! random-weight model it can run on any CPU. [`yuv`] turns decoded video into frames (RGB24,
+//! or I420 through our fused GPU kernel in the `cuda` module when the video is on a GPU), and
+//! [`timing`] times the pieces at the released size (`examples/gpu_check.rs`).
 //! Not yet here: the Gemma text encoder (text embeddings come from a precomputed file or a
-//! hashed pseudo-embedding of the prompt, see [`pipeline`]), the audio stream and the CUDA
-//! path.
+//! hashed pseudo-embedding of the prompt, see [`pipeline`]) and the audio stream.
 
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod pipeline;
 mod rng;
 pub mod rope;
 pub mod scheduler;
+pub mod timing;
 pub mod tiny;
 pub mod transformer;
 pub mod vae;
 pub mod weights;
+pub mod yuv;
 
-pub use candle_core::Device;
+pub use candle_core::{DType, Device};
 pub use config::TransformerConfig;
 pub use pipeline::Ltx2Pipeline;
 pub use scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfig};
@@ -63,6 +68,9 @@ pub enum InferenceError {
     /// An input tensor has the wrong shape or the call's arguments disagree.
     #[error("invalid input: {0}")]
     Input(String),
+    /// The caller's cancel token fired; the work stopped at the next step.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Result alias for this crate.

@@ -17,6 +17,7 @@ use crate::scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfi
 use crate::transformer::{Ltx2VideoTransformer, Timesteps};
 use crate::vae::{VaeConfig, VideoVaeDecoder};
 use crate::weights::Weights;
+use crate::yuv;
 use crate::{InferenceError, Result};
 use candle_core::{DType, Device, Tensor};
 use fv_core::{
@@ -57,7 +58,24 @@ pub struct Ltx2Pipeline {
     transformer: Ltx2VideoTransformer,
     vae: VideoVaeDecoder,
     text: Option<TextEmbeddings>,
+    scheduler: SchedulerConfig,
     device: Device,
+}
+
+/// A latent grid: latent frames × rows × columns (one transformer token each).
+pub type LatentGrid = (usize, usize, usize);
+
+/// What one denoising run needs besides the starting latents.
+#[derive(Debug, Clone, Copy)]
+pub struct DenoiseJob<'a> {
+    /// The latent grid the tokens lie on.
+    pub grid: LatentGrid,
+    /// Frame rate, which sets the RoPE time axis.
+    pub fps: f32,
+    /// Denoising steps (1..=[`MAX_STEPS`]).
+    pub steps: u32,
+    /// The prompt (used only when no stored embeddings were loaded).
+    pub prompt: &'a str,
 }
 
 /// safetensors files directly in `dir`, sorted (shards load in order).
@@ -91,14 +109,30 @@ fn read_text(path: &Path) -> Result<String> {
 impl Ltx2Pipeline {
     /// Loads a model from `path`:
     /// - a directory in diffusers' layout: `transformer/config.json` + safetensors shards and
-    ///   `vae/config.json` + safetensors (diffusers or single-file tensor names);
+    ///   `vae/config.json` + safetensors (diffusers or single-file tensor names), and
+    ///   optionally `scheduler/scheduler_config.json` (a config with dynamic shifting shifts
+    ///   the sigmas by the token count, as diffusers' pipeline does; without one the
+    ///   distilled sigmas are used unshifted);
     /// - or one Lightricks checkpoint file (`*.safetensors` with `model.diffusion_model.` and
     ///   `vae.` tensors), read with the released configs ([`TransformerConfig::ltx2_19b`],
     ///   [`VaeConfig::ltx2`]).
     ///
     /// In both cases an optional [`TEXT_EMBEDDINGS_FILE`] next to the weights is loaded.
+    /// Weights are held in f32; see [`load_with`](Self::load_with) for bf16/f16.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let (tcfg, vcfg, tfiles, vfiles, base) = if path.is_file() {
+        Self::load_with(path, device, DType::F32)
+    }
+
+    /// [`load`](Self::load) with the weights converted to `dtype` (`F32`, `BF16` or `F16`).
+    /// The transformer and VAE compute in that dtype (norms, RoPE tables and the scheduler
+    /// in f32, as the reference does); bf16 is what the released model runs in on a GPU.
+    pub fn load_with(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(InferenceError::Config(format!(
+                "model dtype must be f32, bf16 or f16, got {dtype:?}"
+            )));
+        }
+        let (tcfg, vcfg, tfiles, vfiles, base, scheduler) = if path.is_file() {
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
             (
                 TransformerConfig::ltx2_19b(),
@@ -106,16 +140,27 @@ impl Ltx2Pipeline {
                 vec![path.to_path_buf()],
                 vec![path.to_path_buf()],
                 base,
+                SchedulerConfig::default(),
             )
         } else if path.is_dir() {
             let tdir = path.join("transformer");
             let vdir = path.join("vae");
+            let sched = path.join("scheduler").join("scheduler_config.json");
+            let scheduler = if sched.is_file() {
+                let cfg: SchedulerConfig = serde_json::from_str(&read_text(&sched)?)
+                    .map_err(|e| InferenceError::Config(format!("{}: {e}", sched.display())))?;
+                cfg.validate()?;
+                cfg
+            } else {
+                SchedulerConfig::default()
+            };
             (
                 TransformerConfig::from_json(&read_text(&tdir.join("config.json"))?)?,
                 VaeConfig::from_json(&read_text(&vdir.join("config.json"))?)?,
                 safetensors_in(&tdir)?,
                 safetensors_in(&vdir)?,
                 path.to_path_buf(),
+                scheduler,
             )
         } else {
             return Err(InferenceError::Config(format!(
@@ -125,8 +170,8 @@ impl Ltx2Pipeline {
         };
         let tpaths: Vec<&Path> = tfiles.iter().map(PathBuf::as_path).collect();
         let vpaths: Vec<&Path> = vfiles.iter().map(PathBuf::as_path).collect();
-        let tw = Weights::load_transformer(&tpaths, DType::F32, device)?;
-        let vw = Weights::load_vae(&vpaths, DType::F32, device)?;
+        let tw = Weights::load_transformer(&tpaths, dtype, device)?;
+        let vw = Weights::load_vae(&vpaths, dtype, device)?;
         let transformer = Ltx2VideoTransformer::new(&tcfg, &tw, device)?;
         let vae = VideoVaeDecoder::new(&vcfg, &vw)?;
         let text_path = base.join(TEXT_EMBEDDINGS_FILE);
@@ -135,13 +180,14 @@ impl Ltx2Pipeline {
         } else {
             None
         };
-        Self::from_parts(transformer, vae, text, device)
+        Self::from_parts(transformer, vae, text, scheduler, device)
     }
 
     fn from_parts(
         transformer: Ltx2VideoTransformer,
         vae: VideoVaeDecoder,
         text: Option<TextEmbeddings>,
+        scheduler: SchedulerConfig,
         device: &Device,
     ) -> Result<Self> {
         let tcfg = transformer.config();
@@ -171,8 +217,19 @@ impl Ltx2Pipeline {
             transformer,
             vae,
             text,
+            scheduler,
             device: device.clone(),
         })
+    }
+
+    /// The dtype the weights are held and computed in.
+    pub fn dtype(&self) -> DType {
+        self.transformer.dtype()
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Whether caption embeddings came from [`TEXT_EMBEDDINGS_FILE`] (otherwise prompts are
@@ -185,12 +242,7 @@ impl Ltx2Pipeline {
     /// frames, or why that size cannot be made: sides must be multiples of the spatial
     /// compression with at least 2 latents each (the decoder reflect-pads), frame counts
     /// `8k + 1` for temporal compression 8.
-    pub fn latent_grid(
-        &self,
-        width: u32,
-        height: u32,
-        num_frames: u32,
-    ) -> Result<(usize, usize, usize)> {
+    pub fn latent_grid(&self, width: u32, height: u32, num_frames: u32) -> Result<LatentGrid> {
         let [ft, fh, fw] = self.transformer.config().vae_scale_factors;
         let (w, h, n) = (width as usize, height as usize, num_frames as usize);
         if w == 0 || h == 0 || !w.is_multiple_of(fw) || !h.is_multiple_of(fh) {
@@ -247,6 +299,92 @@ impl Ltx2Pipeline {
         })
     }
 
+    /// The scheduler config in use (from `scheduler/scheduler_config.json`, else the
+    /// distilled default).
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler
+    }
+
+    /// The schedule for `steps` steps on `grid`: [`sigmas_for`]`(steps)`, shifted by the
+    /// token count when the scheduler config asks for dynamic shifting.
+    pub fn schedule(&self, steps: u32, grid: LatentGrid) -> Result<FlowMatchEulerScheduler> {
+        if steps == 0 || steps > MAX_STEPS {
+            return Err(InferenceError::Input(format!(
+                "num_inference_steps must be 1..={MAX_STEPS}, got {steps}"
+            )));
+        }
+        let tokens = grid.0 * grid.1 * grid.2;
+        let mu = self
+            .scheduler
+            .use_dynamic_shifting
+            .then(|| self.scheduler.mu_for_seq_len(tokens));
+        FlowMatchEulerScheduler::new(&self.scheduler, &sigmas_for(steps), mu)
+    }
+
+    /// Standard-normal noise drawn from `seed` in `[C, F, H, W]` order (like diffusers'
+    /// `prepare_latents`), packed to tokens `[1, F·H·W, C]`. The generator is our own
+    /// (SplitMix64 + Box–Muller), so a seed gives the same video on every machine.
+    pub fn initial_noise(&self, seed: i64, grid: LatentGrid) -> Result<Tensor> {
+        let (f, h, w) = grid;
+        let c = self.transformer.config().in_channels;
+        // The seed's bits, not its value: negative seeds are distinct seeds too.
+        let mut rng = SplitMix64::new(u64::from_ne_bytes(seed.to_ne_bytes()));
+        let values: Vec<f32> = (0..c * f * h * w).map(|_| rng.normal()).collect();
+        Ok(Tensor::from_vec(values, (1, c, f, h, w), &self.device)?
+            .permute((0, 2, 3, 4, 1))?
+            .reshape((1, f * h * w, c))?
+            .contiguous()?)
+    }
+
+    /// Runs the denoising loop from `latents` (`[1, F·H·W, C]` tokens on `job.grid`) with
+    /// the caption embeddings for `job.prompt`, calling `on_step(step, total)` after every step
+    /// (1-based) and checking `cancel` before each. Returns the final latent tokens.
+    pub fn denoise(
+        &self,
+        latents: Tensor,
+        job: &DenoiseJob<'_>,
+        on_step: &mut dyn FnMut(u32, u32),
+        cancel: &CancelToken,
+    ) -> Result<Tensor> {
+        let DenoiseJob {
+            grid,
+            fps,
+            steps,
+            prompt,
+        } = *job;
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(InferenceError::Input(format!(
+                "fps must be positive, got {fps}"
+            )));
+        }
+        let scheduler = self.schedule(steps, grid)?;
+        let coords =
+            VideoCoords::for_latent_grid(self.transformer.config(), grid.0, grid.1, grid.2, fps)?;
+        let text = self.text_for(prompt)?;
+        let mut x = latents;
+        for (i, &t) in scheduler.timesteps().iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(InferenceError::Cancelled);
+            }
+            let v = self.transformer.forward(
+                &x,
+                &Timesteps::PerSample(vec![t]),
+                &text.embeds,
+                text.mask.as_ref(),
+                &coords,
+            )?;
+            x = scheduler.step(i, &x, &v)?;
+            on_step(i as u32 + 1, steps);
+        }
+        Ok(x)
+    }
+
+    /// Decodes latent tokens on `grid` into video `[1, 3, frames, height, width]`, nominally
+    /// in [-1, 1] (not clamped).
+    pub fn decode(&self, latents: &Tensor, grid: LatentGrid) -> Result<Tensor> {
+        self.vae.decode_tokens(latents, grid.0, grid.1, grid.2)
+    }
+
     /// Runs one request; see [`Generator::generate`].
     fn run(
         &self,
@@ -255,48 +393,37 @@ impl Ltx2Pipeline {
         cancel: &CancelToken,
     ) -> std::result::Result<GenerationResult, GenerateError> {
         let invalid = |e: InferenceError| GenerateError::InvalidRequest(e.to_string());
-        let failed = |e: InferenceError| GenerateError::Failed(e.to_string());
-        let (f, h, w) = self
+        let failed = |e: InferenceError| match e {
+            InferenceError::Cancelled => GenerateError::Cancelled,
+            e => GenerateError::Failed(e.to_string()),
+        };
+        let grid = self
             .latent_grid(request.width, request.height, request.num_frames)
             .map_err(invalid)?;
-        let steps = request.num_inference_steps;
-        if steps == 0 || steps > MAX_STEPS {
-            return Err(GenerateError::InvalidRequest(format!(
-                "num_inference_steps must be 1..={MAX_STEPS}, got {steps}"
-            )));
-        }
+        // Request-shaped errors are the client's; check them before any work.
+        self.schedule(request.num_inference_steps, grid)
+            .map_err(invalid)?;
         if request.fps == 0 {
             return Err(GenerateError::InvalidRequest("fps must be positive".into()));
         }
-        let cfg = self.transformer.config();
-        let scheduler =
-            FlowMatchEulerScheduler::new(&SchedulerConfig::default(), &sigmas_for(steps), None)
-                .map_err(failed)?;
-        let coords =
-            VideoCoords::for_latent_grid(cfg, f, h, w, request.fps as f32).map_err(invalid)?;
-        let text = self.text_for(&request.prompt).map_err(failed)?;
-        let mut x = self.noise(request.seed, f, h, w).map_err(failed)?;
-        for (i, &t) in scheduler.timesteps().iter().enumerate() {
-            if cancel.is_cancelled() {
-                return Err(GenerateError::Cancelled);
-            }
-            let v = self
-                .transformer
-                .forward(
-                    &x,
-                    &Timesteps::PerSample(vec![t]),
-                    &text.embeds,
-                    text.mask.as_ref(),
-                    &coords,
-                )
-                .map_err(failed)?;
-            x = scheduler.step(i, &x, &v).map_err(failed)?;
-            sink.step(i as u32 + 1, steps);
-        }
+        let noise = self.initial_noise(request.seed, grid).map_err(failed)?;
+        let latents = self
+            .denoise(
+                noise,
+                &DenoiseJob {
+                    grid,
+                    fps: request.fps as f32,
+                    steps: request.num_inference_steps,
+                    prompt: &request.prompt,
+                },
+                &mut |step, total| sink.step(step, total),
+                cancel,
+            )
+            .map_err(failed)?;
         if cancel.is_cancelled() {
             return Err(GenerateError::Cancelled);
         }
-        let video = self.vae.decode_tokens(&x, f, h, w).map_err(failed)?;
+        let video = self.decode(&latents, grid).map_err(failed)?;
         let frames = to_frames(&video, request.width, request.height).map_err(failed)?;
         if frames.len() != request.num_frames as usize {
             return Err(GenerateError::Failed(format!(
@@ -310,19 +437,6 @@ impl Ltx2Pipeline {
             sink.frames(frames.by_ref().take(FRAME_BATCH).collect());
         }
         Ok(GenerationResult::default())
-    }
-
-    /// Standard-normal noise drawn in `[C, F, H, W]` order from the seed (like diffusers'
-    /// `prepare_latents`), packed to tokens `[1, F·H·W, C]`.
-    fn noise(&self, seed: i64, f: usize, h: usize, w: usize) -> Result<Tensor> {
-        let c = self.transformer.config().in_channels;
-        // The seed's bits, not its value: negative seeds are distinct seeds too.
-        let mut rng = SplitMix64::new(u64::from_ne_bytes(seed.to_ne_bytes()));
-        let values: Vec<f32> = (0..c * f * h * w).map(|_| rng.normal()).collect();
-        Ok(Tensor::from_vec(values, (1, c, f, h, w), &self.device)?
-            .permute((0, 2, 3, 4, 1))?
-            .reshape((1, f * h * w, c))?
-            .contiguous()?)
     }
 }
 
@@ -360,7 +474,10 @@ pub fn sigmas_for(steps: u32) -> Vec<f32> {
         .collect()
 }
 
-/// `[1, 3, F, H, W]` in [-1, 1] → RGB24 frames.
+/// `[1, 3, F, H, W]` in [-1, 1] → frames. On a GPU our fused kernel converts to I420 there,
+/// so only 1.5 bytes per pixel cross to the host and the encoder skips its RGB → YUV pass
+/// (bit-identical to it); on the CPU RGB24 frames are cheaper (openh264's SIMD conversion
+/// beats a separate pass).
 fn to_frames(video: &Tensor, width: u32, height: u32) -> Result<Vec<Frame>> {
     let (_, c, _, h, w) = video.dims5()?;
     if c != 3 || h != height as usize || w != width as usize {
@@ -369,22 +486,18 @@ fn to_frames(video: &Tensor, width: u32, height: u32) -> Result<Vec<Frame>> {
             video.dims()
         )));
     }
-    let bytes = ((video.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?
-        .round()?
-        .squeeze(0)?
-        .permute((1, 2, 3, 0))?
-        .contiguous()?
-        .to_dtype(DType::U8)?
-        .flatten_all()?
-        .to_vec1::<u8>()?;
-    let per_frame = h * w * 3;
-    bytes
-        .chunks_exact(per_frame)
-        .map(|rgb| {
-            Frame::from_rgb(width, height, rgb.to_vec())
-                .map_err(|e| InferenceError::Input(e.to_string()))
-        })
-        .collect()
+    let frame_error = |e: fv_core::FrameError| InferenceError::Input(e.to_string());
+    if video.device().is_cuda() {
+        yuv::video_to_i420_auto(video)?
+            .into_iter()
+            .map(|planes| Frame::from_i420(width, height, planes).map_err(frame_error))
+            .collect()
+    } else {
+        yuv::video_to_rgb(video)?
+            .into_iter()
+            .map(|rgb| Frame::from_rgb(width, height, rgb).map_err(frame_error))
+            .collect()
+    }
 }
 
 /// Loads [`TEXT_EMBEDDINGS_FILE`].

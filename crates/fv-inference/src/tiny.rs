@@ -8,7 +8,7 @@ use crate::rng::SplitMix64;
 use crate::transformer::Ltx2VideoTransformer;
 use crate::vae::{VaeConfig, VideoVaeDecoder};
 use crate::{InferenceError, Result, TransformerConfig};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -51,8 +51,25 @@ pub fn vae_config_json() -> serde_json::Value {
     })
 }
 
-/// One seeded tensor per (name, shape): weights ~N(0, 1/fan_in), small biases, norm weights
-/// near 1, positive latent standard deviations.
+/// How a random tensor named `name` of `shape` is drawn: `offset + scale · N(0, 1)`, and
+/// whether to take the absolute value first (positive statistics).
+fn init_rule(name: &str, shape: &[usize]) -> (f32, f32, bool) {
+    if name == "latents_std" {
+        (0.1, 1.0, true)
+    } else if name == "latents_mean" || name.ends_with("scale_shift_table") {
+        (0.1, 0.0, false)
+    } else if name.ends_with(".bias") {
+        (0.02, 0.0, false)
+    } else if shape.len() == 1 {
+        (0.1, 1.0, false)
+    } else {
+        let fan_in: usize = shape[1..].iter().product();
+        (1.0 / (fan_in.max(1) as f32).sqrt(), 0.0, false)
+    }
+}
+
+/// One seeded tensor per (name, shape) on the CPU: weights ~N(0, 1/fan_in), small biases,
+/// norm weights near 1, positive latent standard deviations.
 fn random_tensors(
     names: &[(String, Vec<usize>)],
     rng: &mut SplitMix64,
@@ -60,25 +77,48 @@ fn random_tensors(
     let mut out = HashMap::new();
     for (name, shape) in names {
         let n: usize = shape.iter().product();
-        let mut draw = |scale: f32, offset: f32| -> Vec<f32> {
-            (0..n).map(|_| offset + scale * rng.normal()).collect()
-        };
-        let values = if name == "latents_std" {
-            draw(0.1, 0.0).into_iter().map(|v| 1.0 + v.abs()).collect()
-        } else if name == "latents_mean" || name.ends_with("scale_shift_table") {
-            draw(0.1, 0.0)
-        } else if name.ends_with(".bias") {
-            draw(0.02, 0.0)
-        } else if shape.len() == 1 {
-            draw(0.1, 1.0)
-        } else {
-            let fan_in: usize = shape[1..].iter().product();
-            draw(1.0 / (fan_in.max(1) as f32).sqrt(), 0.0)
-        };
+        let (scale, offset, abs) = init_rule(name, shape);
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let v = scale * rng.normal();
+                offset + if abs { v.abs() } else { v }
+            })
+            .collect();
         out.insert(
             name.clone(),
             Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?,
         );
+    }
+    Ok(out)
+}
+
+/// Random weights for `names` (e.g. [`Ltx2VideoTransformer::expected_weights`]) drawn by the
+/// same rules as the tiny model, created directly on `device` in `dtype`. On the CPU they
+/// come from our seeded generator (the same on every machine); on a GPU from the device's
+/// own generator seeded with `seed` (fast enough for the 19B shapes, not bit-stable across
+/// backends). For timing runs at the real size, where no weights can be downloaded.
+pub fn random_weights(
+    names: &[(String, Vec<usize>)],
+    dtype: DType,
+    device: &Device,
+    seed: u64,
+) -> Result<HashMap<String, Tensor>> {
+    if device.is_cpu() {
+        let tensors = random_tensors(names, &mut SplitMix64::new(seed))?;
+        return tensors
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.to_dtype(dtype)?)))
+            .collect();
+    }
+    device.set_seed(seed)?;
+    let mut out = HashMap::with_capacity(names.len());
+    for (name, shape) in names {
+        let (scale, offset, abs) = init_rule(name, shape);
+        let mut t = Tensor::randn(0f32, scale, shape.as_slice(), device)?;
+        if abs {
+            t = t.abs()?;
+        }
+        out.insert(name.clone(), (t + f64::from(offset))?.to_dtype(dtype)?);
     }
     Ok(out)
 }

@@ -49,18 +49,26 @@ impl Linear {
     }
 }
 
-/// RMS norm over the last axis without affine weight (diffusers' `RMSNorm` in f32).
+/// RMS norm over the last axis without affine weight, computed in f32 whatever the model
+/// dtype (like diffusers' `RMSNorm`, which upcasts for the variance).
 fn rms_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
     let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(x.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?)
+    Ok(x.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?
+        .to_dtype(dtype)?)
 }
 
-/// Layer norm over the last axis without affine weight.
+/// Layer norm over the last axis without affine weight, computed in f32.
 fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(centered.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?)
+    Ok(centered
+        .broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?
+        .to_dtype(dtype)?)
 }
 
 /// `x * (1 + scale) + shift`, broadcasting `[B, Tt, dim]` modulation over tokens.
@@ -117,7 +125,8 @@ impl AdaLnSingle {
 
     /// Returns (modulation `[N, n_mod·dim]`, embedded timestep `[N, dim]`).
     fn forward(&self, timesteps: &[f32], device: &Device) -> Result<(Tensor, Tensor)> {
-        let feats = timestep_features(timesteps, device)?;
+        // Features in f32 (angles up to 1000 rad), then the MLP in the model dtype.
+        let feats = timestep_features(timesteps, device)?.to_dtype(self.linear_1.bias.dtype())?;
         let h = self.linear_1.forward(&feats)?.silu()?;
         let emb = self.linear_2.forward(&h)?;
         let modulation = self.linear.forward(&emb.silu()?)?;
@@ -304,6 +313,11 @@ impl Ltx2VideoTransformer {
         &self.cfg
     }
 
+    /// The dtype of the weights, which the forward computes in (norms and tables in f32).
+    pub fn dtype(&self) -> DType {
+        self.proj_in.bias.dtype()
+    }
+
     /// Canonical (name, shape) of every tensor the video stream reads, in load order.
     pub fn expected_weights(cfg: &TransformerConfig) -> Vec<(String, Vec<usize>)> {
         let dim = cfg.inner_dim();
@@ -360,7 +374,9 @@ impl Ltx2VideoTransformer {
     /// - `text_mask`: `[B, S]`, 1 for real tokens and 0 for padding (`None`: all real);
     /// - `coords`: token positions from [`VideoCoords::for_latent_grid`].
     ///
-    /// Returns the velocity prediction `[B, T, out_channels]`.
+    /// Inputs may be of any float dtype; they are cast to the model's [`dtype`](Self::dtype).
+    /// Returns the velocity prediction `[B, T, out_channels]` in f32 (the scheduler's
+    /// arithmetic stays in f32, as in the reference pipeline).
     pub fn forward(
         &self,
         latents: &Tensor,
@@ -416,18 +432,20 @@ impl Ltx2VideoTransformer {
                 }
                 // (1 − mask) · −10⁴, broadcast over heads and queries
                 let bias = ((m.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * MASK_BIAS)?;
-                Some(bias.reshape((b, 1, 1, s))?)
+                Some(bias.reshape((b, 1, 1, s))?.to_dtype(self.dtype())?)
             }
         };
 
+        let dtype = self.dtype();
         let (cos, sin) = split_rope_tables(cfg, coords, &self.device)?;
-        let x = self.proj_in.forward(latents)?;
+        let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
+        let x = self.proj_in.forward(&latents.to_dtype(dtype)?)?;
         let (modulation, embedded) = self.time_embed.forward(&flat, &self.device)?;
         let temb = modulation.reshape((b, per_token, 6, dim))?;
         let embedded = embedded.reshape((b, per_token, 1, dim))?;
         let context = self
             .caption_2
-            .forward(&self.caption_1.forward(text)?.gelu()?)?;
+            .forward(&self.caption_1.forward(&text.to_dtype(dtype)?)?.gelu()?)?;
 
         let mut x = x;
         for block in &self.blocks {
@@ -438,6 +456,6 @@ impl Ltx2VideoTransformer {
         let shift = ss.narrow(2, 0, 1)?.squeeze(2)?;
         let scale = ss.narrow(2, 1, 1)?.squeeze(2)?;
         let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
-        self.proj_out.forward(&x)
+        Ok(self.proj_out.forward(&x)?.to_dtype(DType::F32)?)
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use serde::Deserialize;
 
 /// The RMS norm epsilon of diffusers' `PerChannelRMSNorm` (fixed, not configurable there).
@@ -278,10 +278,13 @@ struct DecoderPlan {
     out_channels: usize,
 }
 
-/// `x / sqrt(mean_c(x²) + 1e-8)` over the channel axis of `[B, C, T, H, W]`.
+/// `x / sqrt(mean_c(x²) + 1e-8)` over the channel axis of `[B, C, T, H, W]`, in f32 whatever
+/// the model dtype (1e-8 underflows bf16's resolution near 1).
 fn per_channel_rms_norm(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
     let rms = (x.sqr()?.mean_keepdim(1)? + PER_CHANNEL_RMS_EPS)?.sqrt()?;
-    Ok(x.broadcast_div(&rms)?)
+    Ok(x.broadcast_div(&rms)?.to_dtype(dtype)?)
 }
 
 /// Reflect-pads axis `dim` by `pad` on both sides (edge not repeated, like torch).
@@ -360,10 +363,25 @@ impl Conv3d {
             PaddingMode::Reflect => (reflect_pad(&reflect_pad(&frames, 2, pad)?, 3, pad)?, 0),
             PaddingMode::Zeros => (frames, pad),
         };
+        // candle's CPU conv2d has no bf16/f16 matmul: there, convolve in f32 and cast back
+        // (CUDA convolves in the model dtype).
+        let dtype = frames.dtype();
+        let upcast = frames.device().is_cpu() && dtype != DType::F32;
+        let frames = if upcast {
+            frames.to_dtype(DType::F32)?
+        } else {
+            frames
+        };
         let mut acc: Option<Tensor> = None;
         for (k, tap) in self.taps.iter().enumerate() {
+            let tap = if upcast {
+                tap.to_dtype(DType::F32)?
+            } else {
+                tap.clone()
+            };
             let y = frames
-                .conv2d(tap, conv_pad, 1, 1, 1)?
+                .conv2d(&tap, conv_pad, 1, 1, 1)?
+                .to_dtype(dtype)?
                 .reshape((b, tp, self.out_channels, h, wd))?
                 .narrow(1, k, t)?;
             acc = Some(match acc {
@@ -601,7 +619,9 @@ impl VideoVaeDecoder {
             )));
         }
         let std = (self.latents_std.reshape((1, c, 1, 1, 1))? / self.cfg.scaling_factor)?;
+        // Like the reference pipeline: cast to the VAE's dtype, then de-normalise.
         let z = latents
+            .to_dtype(self.dtype())?
             .broadcast_mul(&std)?
             .broadcast_add(&self.latents_mean.reshape((1, c, 1, 1, 1))?)?;
         self.decode(&z)
@@ -631,7 +651,13 @@ impl VideoVaeDecoder {
         self.decode_normalized(&z)
     }
 
-    /// Decodes de-normalised latents `[B, C, F, H, W]` (diffusers' `vae.decode`).
+    /// The dtype of the weights, which decoding computes in (norms in f32).
+    pub fn dtype(&self) -> DType {
+        self.latents_std.dtype()
+    }
+
+    /// Decodes de-normalised latents `[B, C, F, H, W]` (diffusers' `vae.decode`) of any float
+    /// dtype; computes in the model's [`dtype`](Self::dtype) and returns f32.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let (_, c, _, h, w) = z.dims5()?;
         if c != self.cfg.latent_channels {
@@ -646,7 +672,7 @@ impl VideoVaeDecoder {
             )));
         }
         let causal = self.cfg.decoder_causal;
-        let mut x = self.conv_in.forward(z, causal)?;
+        let mut x = self.conv_in.forward(&z.to_dtype(self.dtype())?, causal)?;
         for r in &self.mid {
             x = r.forward(&x, causal)?;
         }
@@ -661,7 +687,7 @@ impl VideoVaeDecoder {
         let x = self
             .conv_out
             .forward(&per_channel_rms_norm(&x)?.silu()?, causal)?;
-        self.unpatchify(&x)
+        Ok(self.unpatchify(&x)?.to_dtype(DType::F32)?)
     }
 
     /// `[B, 3·pt·p·p, F, H, W] → [B, 3, F·pt, H·p, W·p]`; within a channel group the width

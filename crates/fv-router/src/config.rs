@@ -17,11 +17,12 @@
 //! every problem is reported at once with its key's dotted path, and a trailing slash in a url
 //! is normalized instead of producing a replica that is probed at `//health` forever.
 
+pub use fv_runtime::config::FileError;
+use fv_runtime::config::{Format, parse_str};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Largest config file accepted, in bytes; real router configs are a few hundred bytes.
@@ -34,36 +35,15 @@ pub const MAX_STICKY_KEY_BYTES: usize = 256;
 /// Why a config could not be loaded or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The text is not valid YAML/JSON.
-    #[error("{message}")]
-    Parse {
-        /// What went wrong, with the line and column where known.
-        message: String,
-    },
+    /// Reading or parsing the file or string failed: unreadable, too large, a name that is
+    /// not `.yaml`/`.yml`/`.json`, not UTF-8, or not valid YAML/JSON (with line and column).
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The document parsed but breaks a rule; one entry per problem, each `dotted.path: what`.
     #[error("invalid router config ({} problem{}):\n  {}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.join("\n  "))]
     Invalid {
         /// Every problem found, each starting with its key's dotted path.
         problems: Vec<String>,
-    },
-    /// The file name ends in something other than `.yaml`, `.yml` or `.json`.
-    #[error("unsupported config file {}: the name must end in .yaml, .yml or .json", .0.display())]
-    UnsupportedExtension(PathBuf),
-    /// The file or string is larger than [`MAX_CONFIG_BYTES`].
-    #[error("config is {len} bytes, over the {limit}-byte limit")]
-    TooLarge {
-        /// Size seen.
-        len: u64,
-        /// [`MAX_CONFIG_BYTES`].
-        limit: u64,
     },
 }
 
@@ -229,51 +209,17 @@ impl RouterConfig {
 
     /// Loads and validates a config file (`.yaml`/`.yml` as YAML, `.json` as JSON).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let json = match ext.as_deref() {
-            Some("yaml" | "yml") => false,
-            Some("json") => true,
-            _ => return Err(ConfigError::UnsupportedExtension(path.to_path_buf())),
-        };
-        let io_err = |source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut bytes = Vec::new();
-        // One byte past the limit is enough to know the file is too large.
-        file.take(MAX_CONFIG_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err)?;
-        check_len(bytes.len() as u64)?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Parse {
-            message: format!(
-                "{}: not valid UTF-8 (byte {})",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ),
-        })?;
-        let origin = path.display().to_string();
-        if json {
-            parse_json(&text, &origin)
-        } else {
-            parse_yaml(&text, &origin)
-        }
+        from_value(fv_runtime::config::load(path, MAX_CONFIG_BYTES)?)
     }
 
     /// Loads and validates YAML text.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigError> {
-        check_len(text.len() as u64)?;
-        parse_yaml(text, "config")
+        from_value(parse_str(text, Format::Yaml, MAX_CONFIG_BYTES)?)
     }
 
     /// Loads and validates JSON text.
     pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
-        check_len(text.len() as u64)?;
-        parse_json(text, "config")
+        from_value(parse_str(text, Format::Json, MAX_CONFIG_BYTES)?)
     }
 
     /// Checks every range and cross-field rule on a config that may have been built in code.
@@ -509,36 +455,6 @@ fn check_int(problems: &mut Vec<Problem>, path: &str, v: u64, min: u64, max: u64
             format!("must be an integer from {min} to {max} (got {v})"),
         ));
     }
-}
-
-fn check_len(len: u64) -> Result<(), ConfigError> {
-    if len > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            len,
-            limit: MAX_CONFIG_BYTES,
-        });
-    }
-    Ok(())
-}
-
-fn parse_yaml(text: &str, origin: &str) -> Result<RouterConfig, ConfigError> {
-    let mut options = serde_saphyr::Options::default();
-    // YAML 1.2 booleans only: `yes` stays a string and then fails a bool key with its path.
-    options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
-    options.with_snippet = false;
-    let root: Value =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
-            message: format!("{origin}: invalid YAML: {e}"),
-        })?;
-    from_value(root)
-}
-
-fn parse_json(text: &str, origin: &str) -> Result<RouterConfig, ConfigError> {
-    let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
-        message: format!("{origin}: invalid JSON: {e}"),
-    })?;
-    from_value(root)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -45,30 +45,16 @@ pub use probe::MAX_PROBE_RESPONSE_BYTES;
 pub use registry::{Health, HealthTracker, ReplicaStatus, Reported};
 pub use select::{Candidate, CapacityWeighted, Free, Selector};
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+/// Resolves on SIGTERM or Ctrl-C (shared with fv-server, from fv-runtime).
+pub use fv_runtime::shutdown_signal;
+
+/// The process exit code for an error that ended a router binary: 64 (EX_USAGE) when the
+/// configuration was refused before anything was bound, 1 otherwise.
+pub fn exit_code(error: &(dyn std::error::Error + 'static)) -> std::process::ExitCode {
+    let config_error = error.downcast_ref::<config::ConfigError>().is_some()
+        || matches!(
+            error.downcast_ref::<RouterError>(),
+            Some(RouterError::Config(_))
+        );
+    fv_runtime::exit_code(config_error)
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use fv_router::config::FileError;
 use fv_router::config::{ConfigError, ReplicaConfig, RouterConfig};
 use std::path::Path;
 
@@ -297,20 +298,20 @@ fn json_loads_too_and_files_are_checked() {
     std::fs::write(&txt, "").unwrap();
     assert!(matches!(
         RouterConfig::load(&txt),
-        Err(ConfigError::UnsupportedExtension(_))
+        Err(ConfigError::File(FileError::UnsupportedExtension(_)))
     ));
     assert!(matches!(
         RouterConfig::load(&dir.path().join("missing.yaml")),
-        Err(ConfigError::Io { .. })
+        Err(ConfigError::File(FileError::Io { .. }))
     ));
     let big = "#".repeat(fv_router::config::MAX_CONFIG_BYTES as usize + 1);
     assert!(matches!(
         RouterConfig::from_yaml_str(&big),
-        Err(ConfigError::TooLarge { .. })
+        Err(ConfigError::File(FileError::TooLarge { .. }))
     ));
     assert!(matches!(
         RouterConfig::from_yaml_str("router: [unclosed"),
-        Err(ConfigError::Parse { .. })
+        Err(ConfigError::File(FileError::Parse { .. }))
     ));
 }
 

@@ -13,11 +13,12 @@
 //! structs, and then the cross-field rules run. [`ServeConfig::validate`] runs the same
 //! checks on a config built in code, so both paths share one table of rules.
 
+pub use fv_runtime::config::FileError;
+use fv_runtime::config::{Format, parse_str};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Free-form mapping (`dict[str, Any]` in FastVideo's schema).
 pub type Mapping = serde_json::Map<String, Value>;
@@ -36,37 +37,16 @@ pub const DEFAULT_WARMUP_PROMPT: &str = "A cinematic drone shot over coastal cli
 /// Why a config could not be loaded or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The text is not valid YAML/JSON (syntax, duplicate key, non-UTF-8, ...).
-    #[error("{message}")]
-    Parse {
-        /// What went wrong, with the line and column where known.
-        message: String,
-    },
+    /// Reading or parsing the file or string failed: unreadable, too large, a name that is
+    /// not `.yaml`/`.yml`/`.json`, not UTF-8, or not valid YAML/JSON (with line and column).
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The document parsed but breaks the schema or a range rule. One entry per problem,
     /// each `dotted.path: what is wrong`.
     #[error("invalid config ({} problem{}):\n  {}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.join("\n  "))]
     Invalid {
         /// Every problem found, each starting with its key's dotted path.
         problems: Vec<String>,
-    },
-    /// The file name ends in something other than `.yaml`, `.yml` or `.json`.
-    #[error("unsupported config file {}: the name must end in .yaml, .yml or .json", .0.display())]
-    UnsupportedExtension(PathBuf),
-    /// The file or string is larger than [`MAX_CONFIG_BYTES`].
-    #[error("config is {len} bytes, over the {limit}-byte limit")]
-    TooLarge {
-        /// Size seen (for a file: at least this many bytes).
-        len: u64,
-        /// The limit, [`MAX_CONFIG_BYTES`].
-        limit: u64,
     },
 }
 
@@ -108,7 +88,8 @@ pub struct ServeConfig {
     pub streaming: StreamingConfig,
 }
 
-/// `generator:`. Only `model_path` is used here; the rest is carried for FastVideo.
+/// `generator:`. `model_path` is used here, `device` and `dtype` (our additions) by native
+/// model backends; the rest is carried for FastVideo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
@@ -126,6 +107,45 @@ pub struct GeneratorConfig {
     /// Pipeline selection.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// Where a native model runs: `cpu`, `cuda` or `cuda:N` (fv-stream addition; `None`:
+    /// the backend's default, the CPU for fv-inference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Weight and compute dtype of a native model (fv-stream addition; `None`: f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<ModelDtype>,
+}
+
+/// `generator.dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelDtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+/// A parsed `generator.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelDevice {
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+}
+
+impl ModelDevice {
+    /// Parses `cpu`, `cuda` (ordinal 0) or `cuda:N`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .filter(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda),
+        }
+    }
 }
 
 impl GeneratorConfig {
@@ -137,7 +157,14 @@ impl GeneratorConfig {
             trust_remote_code: false,
             engine: EngineConfig::default(),
             pipeline: PipelineConfig::default(),
+            device: None,
+            dtype: None,
         }
+    }
+
+    /// The parsed `device` (`None` when unset); `validate` has rejected bad spellings.
+    pub fn model_device(&self) -> Option<ModelDevice> {
+        self.device.as_deref().and_then(ModelDevice::parse)
     }
 }
 
@@ -835,12 +862,6 @@ impl Default for StoreSection {
 // Loading
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Yaml,
-    Json,
-}
-
 impl ServeConfig {
     /// FastVideo's defaults with the given model.
     pub fn new(model_path: impl Into<String>) -> Self {
@@ -878,22 +899,17 @@ impl ServeConfig {
     /// Loads and validates a config file; `.yaml`/`.yml` is YAML, `.json` is JSON
     /// (case-insensitive). Nothing is bound or started.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let format = format_of(path)?;
-        let text = read_limited(path)?;
-        let origin = path.display().to_string();
-        parse_document(&text, format, &origin)
+        from_value(fv_runtime::config::load(path, MAX_CONFIG_BYTES)?)
     }
 
     /// Loads and validates YAML text.
     pub fn from_yaml_str(text: &str) -> Result<LoadedConfig, ConfigError> {
-        check_len(text.len() as u64)?;
-        parse_document(text, Format::Yaml, "config")
+        from_value(parse_str(text, Format::Yaml, MAX_CONFIG_BYTES)?)
     }
 
     /// Loads and validates JSON text.
     pub fn from_json_str(text: &str) -> Result<LoadedConfig, ConfigError> {
-        check_len(text.len() as u64)?;
-        parse_document(text, Format::Json, "config")
+        from_value(parse_str(text, Format::Json, MAX_CONFIG_BYTES)?)
     }
 
     /// Checks every rule `load` applies (types, ranges, cross-field rules) on a config that
@@ -936,6 +952,14 @@ impl ServeConfig {
             problems.push(Problem::new(
                 "generator.model_path",
                 "must not be empty".to_owned(),
+            ));
+        }
+        if let Some(device) = &self.generator.device
+            && ModelDevice::parse(device).is_none()
+        {
+            problems.push(Problem::new(
+                "generator.device",
+                format!("must be cpu, cuda or cuda:N, got {device:?}"),
             ));
         }
         if self.server.host.trim().is_empty() {
@@ -998,70 +1022,6 @@ impl ServeConfig {
     }
 }
 
-fn format_of(path: &Path) -> Result<Format, ConfigError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("yaml" | "yml") => Ok(Format::Yaml),
-        Some("json") => Ok(Format::Json),
-        _ => Err(ConfigError::UnsupportedExtension(path.to_path_buf())),
-    }
-}
-
-fn check_len(len: u64) -> Result<(), ConfigError> {
-    if len > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            len,
-            limit: MAX_CONFIG_BYTES,
-        });
-    }
-    Ok(())
-}
-
-fn read_limited(path: &Path) -> Result<String, ConfigError> {
-    let io_err = |source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    // Read one byte past the limit so an oversized file is detected without reading it all.
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    check_len(bytes.len() as u64)?;
-    String::from_utf8(bytes).map_err(|e| ConfigError::Parse {
-        message: format!(
-            "{}: not valid UTF-8 (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ),
-    })
-}
-
-fn parse_document(text: &str, format: Format, origin: &str) -> Result<LoadedConfig, ConfigError> {
-    let root: Value = match format {
-        Format::Yaml => {
-            let mut options = serde_saphyr::Options::default();
-            // YAML 1.2 booleans only: `yes`/`on` stay strings and then fail a bool key.
-            options.strict_booleans = true;
-            // `010` is neither octal nor ten here: keep it a string so the type error is clear.
-            options.leading_zero_numbers_as_strings = true;
-            // One-line messages ("... at line L, column C") read better in logs.
-            options.with_snippet = false;
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
-                message: format!("{origin}: invalid YAML: {e}"),
-            })?
-        }
-        Format::Json => serde_json::from_str(text).map_err(|e| ConfigError::Parse {
-            message: format!("{origin}: invalid JSON: {e}"),
-        })?,
-    };
-    from_value(root)
-}
-
 fn from_value(root: Value) -> Result<LoadedConfig, ConfigError> {
     // An empty document is an empty mapping (then `generator` is missing), as in FastVideo.
     let mut root = match root {
@@ -1094,9 +1054,9 @@ fn from_value(root: Value) -> Result<LoadedConfig, ConfigError> {
     let config: ServeConfig =
         serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
             // Unreachable when the schema table and the structs agree (a unit test checks it).
-            ConfigError::Parse {
+            ConfigError::File(FileError::Parse {
                 message: format!("{}: {}", e.path(), e.inner()),
-            }
+            })
         })?;
     let mut problems = Vec::new();
     config.check_semantics(&mut problems);
@@ -1249,6 +1209,14 @@ const GENERATOR: &[Field] = &[
     f("trust_remote_code", Kind::Bool),
     f("engine", Kind::Struct(ENGINE)),
     f("pipeline", Kind::Struct(PIPELINE)),
+    f("device", Kind::Str).used(
+        "fv-stream addition: where the native model (streaming-server) runs: `cpu` (default), \
+         `cuda` or `cuda:N` (a build with `--features cuda`).",
+    ),
+    f("dtype", Kind::Enum(&["f32", "bf16", "f16"])).used(
+        "fv-stream addition: weight and compute dtype of the native model: `f32` (default) or \
+         `bf16`/`f16` (the released weights are bf16; use it on a GPU).",
+    ),
 ];
 
 const ENGINE: &[Field] = &[
@@ -1940,6 +1908,8 @@ mod tests {
         let mut obj = Mapping::new();
         for field in fields {
             let value = match field.kind {
+                // The one string the semantic checks constrain.
+                Kind::Str if field.name == "device" => json!("cuda:1"),
                 Kind::Str => json!(format!("{}-value", field.name)),
                 Kind::Bool => json!(true),
                 Kind::Int { min, max, .. } => json!(i64::try_from(16i128.clamp(min, max)).unwrap()),
@@ -1989,6 +1959,8 @@ mod tests {
         let used: Vec<&String> = all.iter().filter(|p| !loaded.ignored.contains(p)).collect();
         let expected = [
             "generator.model_path",
+            "generator.device",
+            "generator.dtype",
             "server.host",
             "server.port",
             "default_request.negative_prompt",
@@ -2063,6 +2035,28 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn generator_device_and_dtype_parse_and_bad_spellings_name_the_key() {
+        let text = "generator:\n  model_path: m\n  device: cuda:1\n  dtype: bf16\n";
+        let c = ServeConfig::from_yaml_str(text).expect("valid").config;
+        assert_eq!(c.generator.model_device(), Some(ModelDevice::Cuda(1)));
+        assert_eq!(c.generator.dtype, Some(ModelDtype::Bf16));
+        assert_eq!(ServeConfig::new("m").generator.model_device(), None);
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:1234", "CPU"] {
+            let text = format!("generator:\n  model_path: m\n  device: \"{bad}\"\n");
+            let err = ServeConfig::from_yaml_str(&text)
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("generator.device"), "{bad}: {err}");
+        }
+        let err = ServeConfig::from_yaml_str("generator:\n  model_path: m\n  dtype: f8\n")
+            .expect_err("f8")
+            .to_string();
+        assert!(err.contains("generator.dtype"), "{err}");
+        assert_eq!(ModelDevice::parse("cpu"), Some(ModelDevice::Cpu));
+        assert_eq!(ModelDevice::parse("cuda"), Some(ModelDevice::Cuda(0)));
     }
 
     #[test]

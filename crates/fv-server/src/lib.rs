@@ -25,6 +25,8 @@ mod time;
 pub use app::{Server, ServerDeps, ServerError, ServerOptions};
 pub use driver::{MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES};
 pub use error::{Failure, WireError};
+/// Resolves on SIGTERM or Ctrl-C (shared with fv-router, from fv-runtime).
+pub use fv_runtime::shutdown_signal;
 pub use outbox::OUTBOX_BYTES;
 
 use config::ServeConfig;
@@ -111,33 +113,5 @@ pub fn exit_code(error: &(dyn std::error::Error + 'static)) -> std::process::Exi
             error.downcast_ref::<ServerError>(),
             Some(ServerError::Config(_) | ServerError::Limits(_))
         );
-    std::process::ExitCode::from(if config_error { 64 } else { 1 })
-}
-
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    fv_runtime::exit_code(config_error)
 }

@@ -2,6 +2,7 @@
 //! error reporting, and the generated reference in docs/config.md.
 #![allow(clippy::unwrap_used)]
 
+use fv_server::config::FileError;
 use fv_server::config::{
     ConfigError, LoadedConfig, MAX_CONFIG_BYTES, PromptProvider, ServeConfig, StreamMode,
     StreamingConfig, reference_markdown,
@@ -601,7 +602,7 @@ fn guidance_scale_must_be_non_negative_and_finite() {
     // YAML's .inf/.nan never get this far: the parser refuses non-finite floats.
     assert!(matches!(
         yaml("generator: {model_path: m}\ndefault_request: {sampling: {guidance_scale: .inf}}\n"),
-        Err(ConfigError::Parse { .. })
+        Err(ConfigError::File(FileError::Parse { .. }))
     ));
     let mut config = ServeConfig::new("m");
     config.default_request.sampling.guidance_scale = f64::NAN;
@@ -787,7 +788,9 @@ fn unsupported_extension_is_refused_before_reading() {
     for name in ["serve.toml", "serve", "serve.yaml.bak"] {
         let file = TempFile::new(name, b"generator: {model_path: m}\n");
         match ServeConfig::load(&file.0) {
-            Err(ConfigError::UnsupportedExtension(path)) => assert_eq!(path, file.0),
+            Err(ConfigError::File(FileError::UnsupportedExtension(path))) => {
+                assert_eq!(path, file.0)
+            }
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -799,7 +802,7 @@ fn unsupported_extension_is_refused_before_reading() {
 fn missing_file_is_an_io_error_with_the_path() {
     let path = std::env::temp_dir().join("fv-config-test-does-not-exist/serve.yaml");
     match ServeConfig::load(&path) {
-        Err(ConfigError::Io { path: p, .. }) => assert_eq!(p, path),
+        Err(ConfigError::File(FileError::Io { path: p, .. })) => assert_eq!(p, path),
         other => panic!("{other:?}"),
     }
 }
@@ -812,17 +815,21 @@ fn syntax_errors_duplicates_and_bad_utf8_are_parse_errors() {
         "a: 1\n---\nb: 2\n",
     ] {
         match yaml(text) {
-            Err(ConfigError::Parse { message }) => assert!(message.contains("line"), "{message}"),
+            Err(ConfigError::File(FileError::Parse { message })) => {
+                assert!(message.contains("line"), "{message}")
+            }
             other => panic!("{text:?}: {other:?}"),
         }
     }
     assert!(matches!(
         ServeConfig::from_json_str("{\"generator\": }"),
-        Err(ConfigError::Parse { .. })
+        Err(ConfigError::File(FileError::Parse { .. }))
     ));
     let file = TempFile::new("bad.yaml", b"generator: {model_path: \xff}\n");
     match ServeConfig::load(&file.0) {
-        Err(ConfigError::Parse { message }) => assert!(message.contains("UTF-8"), "{message}"),
+        Err(ConfigError::File(FileError::Parse { message })) => {
+            assert!(message.contains("UTF-8"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -837,12 +844,12 @@ fn oversized_config_is_refused() {
     assert!(yaml(&text).is_ok(), "exactly at the limit is fine");
     text.push('x');
     assert!(
-        matches!(yaml(&text), Err(ConfigError::TooLarge { len, limit: l }) if len == MAX_CONFIG_BYTES + 1 && l == MAX_CONFIG_BYTES)
+        matches!(yaml(&text), Err(ConfigError::File(FileError::TooLarge { len, limit: l })) if len == MAX_CONFIG_BYTES + 1 && l == MAX_CONFIG_BYTES)
     );
     let file = TempFile::new("big.yaml", text.as_bytes());
     assert!(matches!(
         ServeConfig::load(&file.0),
-        Err(ConfigError::TooLarge { .. })
+        Err(ConfigError::File(FileError::TooLarge { .. }))
     ));
 }
 

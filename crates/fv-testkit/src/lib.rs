@@ -42,12 +42,72 @@ pub fn test_config() -> ServeConfig {
     c
 }
 
-/// A server running on its own task.
+/// A `serve(shutdown)` future on its own task, with the sender of its `shutdown`: stopped
+/// gracefully by [`Background::shutdown`], aborted when dropped. Behind [`TestServer`] and
+/// [`router::TestRouter`].
+#[derive(Debug)]
+pub(crate) struct Background<E> {
+    /// Names the task in the error when it panicked.
+    what: &'static str,
+    stop: Option<oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<Result<(), E>>>,
+}
+
+impl<E> Background<E> {
+    /// Starts the graceful shutdown without waiting for it.
+    pub(crate) fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl<E> Background<E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    /// Spawns `serve(shutdown)`, where `shutdown` resolves on [`Background::stop`] or drop.
+    pub(crate) fn spawn<F, Fut>(what: &'static str, serve: F) -> Self
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<()>();
+        let join = tokio::spawn(serve(Box::pin(async move {
+            let _ = rx.await;
+        })));
+        Self {
+            what,
+            stop: Some(tx),
+            join: Some(join),
+        }
+    }
+
+    /// Shuts down gracefully and waits until the task has returned, with its error.
+    pub(crate) async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop();
+        if let Some(join) = self.join.take() {
+            join.await
+                .with_context(|| format!("{} task panicked", self.what))??;
+        }
+        Ok(())
+    }
+}
+
+impl<E> Drop for Background<E> {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(join) = self.join.take() {
+            join.abort();
+        }
+    }
+}
+
+/// A server running on its own task; shut down when dropped.
 #[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<Result<(), fv_server::ServerError>>>,
+    task: Background<fv_server::ServerError>,
 }
 
 impl TestServer {
@@ -79,15 +139,8 @@ impl TestServer {
     ) -> anyhow::Result<Self> {
         let server = Server::bind(config, deps, options).await?;
         let addr = server.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server.serve(async move {
-            let _ = rx.await;
-        }));
-        Ok(Self {
-            addr,
-            stop: Some(tx),
-            join: Some(join),
-        })
+        let task = Background::spawn("server", |shutdown| server.serve(shutdown));
+        Ok(Self { addr, task })
     }
 
     pub fn ws_url(&self) -> String {
@@ -106,9 +159,7 @@ impl TestServer {
 
     /// Starts the graceful shutdown without waiting for it.
     pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.task.stop();
     }
 
     /// Starts a server on `workers` [`generators::TestGenerator`]s sharing one
@@ -125,21 +176,8 @@ impl TestServer {
     }
 
     /// Shuts down gracefully and waits until the server has stopped.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.begin_shutdown();
-        if let Some(join) = self.join.take() {
-            join.await.context("server task panicked")??;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.begin_shutdown();
-        if let Some(join) = self.join.take() {
-            join.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.task.shutdown().await
     }
 }
 

@@ -1,8 +1,8 @@
 //! Router test helpers: start `fv_router` in-process on port 0, and [`ScriptedReplica`], a
 //! tiny replica whose health, capacity and per-session behaviour a test controls.
 
-use crate::{Client, http_get};
-use anyhow::{Context, anyhow, bail};
+use crate::{Background, Client, http_get};
+use anyhow::{anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 pub use fv_router::config::{ReplicaConfig, RouterConfig};
 use serde_json::{Value, json};
@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -37,8 +36,7 @@ pub fn router_config(replicas: &[String]) -> RouterConfig {
 #[derive(Debug)]
 pub struct TestRouter {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<Result<(), fv_router::RouterError>>>,
+    task: Background<fv_router::RouterError>,
 }
 
 impl TestRouter {
@@ -46,15 +44,8 @@ impl TestRouter {
     pub async fn start(config: RouterConfig) -> anyhow::Result<Self> {
         let router = fv_router::Router::bind(config).await?;
         let addr = router.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(router.serve(async move {
-            let _ = rx.await;
-        }));
-        Ok(Self {
-            addr,
-            stop: Some(tx),
-            join: Some(join),
-        })
+        let task = Background::spawn("router", |shutdown| router.serve(shutdown));
+        Ok(Self { addr, task })
     }
 
     /// Starts a router and waits until `healthy` of its replicas are healthy.
@@ -108,27 +99,12 @@ impl TestRouter {
 
     /// Starts the graceful shutdown without waiting for it.
     pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.task.stop();
     }
 
     /// Shuts down gracefully and waits until the router has stopped.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.begin_shutdown();
-        if let Some(join) = self.join.take() {
-            join.await.context("router task panicked")??;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TestRouter {
-    fn drop(&mut self) {
-        self.begin_shutdown();
-        if let Some(join) = self.join.take() {
-            join.abort();
-        }
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.task.shutdown().await
     }
 }
 

@@ -1,0 +1,238 @@
+//! Times one LTX-2 transformer forward and one VAE decode at the released stage-1 shape
+//! (960×544, 121 frames, bf16, random weights) and, in a `cuda` build, checks our I420
+//! kernel against the CPU reference. Runs anywhere; meant for a GPU host:
+//!
+//! ```text
+//! cargo run --release -p fv-inference --features cuda --example gpu_check -- --device cuda
+//! cargo run --release -p fv-inference --example gpu_check -- --tiny        # CPU smoke run
+//! ```
+//!
+//! Options: `--device cpu|cuda|cuda:N`, `--dtype bf16|f16|f32`, `--size WxHxF`,
+//! `--layers N` (fewer transformer blocks), `--repeat N`, `--text-tokens N`, `--no-vae`,
+//! `--tiny` (the tiny random model's configs at 96x64x17). The last line printed is one JSON
+//! object with every figure.
+
+use candle_core::{DType, Device};
+use fv_inference::timing::{self, TimingConfig, TimingReport};
+use fv_inference::{TransformerConfig, VaeConfig, tiny};
+use std::process::ExitCode;
+
+#[derive(Debug)]
+struct Args {
+    device: String,
+    config: TimingConfig,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize, usize), String> {
+    let parts: Vec<&str> = s.split('x').collect();
+    let nums: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
+    match nums.as_deref() {
+        Ok([w, h, f]) => Ok((*w, *h, *f)),
+        _ => Err(format!("--size wants WIDTHxHEIGHTxFRAMES, got {s:?}")),
+    }
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut device = "cuda".to_string();
+    let mut config = TimingConfig::ltx2_stage1();
+    let mut args = std::env::args().skip(1);
+    let value = |args: &mut dyn Iterator<Item = String>, flag: &str| {
+        args.next().ok_or_else(|| format!("{flag} needs a value"))
+    };
+    let number = |v: String, flag: &str| {
+        v.parse::<usize>()
+            .map_err(|_| format!("{flag} wants a number, got {v:?}"))
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--device" => device = value(&mut args, "--device")?,
+            "--dtype" => {
+                config.dtype = match value(&mut args, "--dtype")?.as_str() {
+                    "bf16" => DType::BF16,
+                    "f16" => DType::F16,
+                    "f32" => DType::F32,
+                    other => return Err(format!("--dtype: bf16, f16 or f32, not {other:?}")),
+                }
+            }
+            "--size" => {
+                (config.width, config.height, config.num_frames) =
+                    parse_size(&value(&mut args, "--size")?)?
+            }
+            "--layers" => {
+                config.transformer.num_layers = number(value(&mut args, "--layers")?, "--layers")?
+            }
+            "--repeat" => config.repeat = number(value(&mut args, "--repeat")?, "--repeat")?,
+            "--text-tokens" => {
+                config.text_tokens = number(value(&mut args, "--text-tokens")?, "--text-tokens")?
+            }
+            "--no-vae" => config.vae_decode = false,
+            "--tiny" => {
+                let t = TransformerConfig::from_json(&tiny::transformer_config_json().to_string());
+                let v = VaeConfig::from_json(&tiny::vae_config_json().to_string());
+                config.transformer = t.map_err(|e| e.to_string())?;
+                config.vae = v.map_err(|e| e.to_string())?;
+                (config.width, config.height, config.num_frames) = (96, 64, 17);
+                config.text_tokens = 8;
+                device = "cpu".into();
+            }
+            "-h" | "--help" => {
+                return Err(
+                    "usage: gpu_check [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] \
+                            [--size WxHxF] [--layers N] [--repeat N] [--text-tokens N] \
+                            [--no-vae] [--tiny]"
+                        .into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(Args { device, config })
+}
+
+fn open_device(name: &str) -> Result<Device, String> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match name.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad device {name:?}"))?,
+        None => return Err(format!("device must be cpu, cuda or cuda:N, got {name:?}")),
+    };
+    Device::new_cuda(ordinal).map_err(|e| {
+        format!("cannot open {name}: {e} (a build without `--features cuda` has no GPU support)")
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn kernel_check(device: &Device) -> Result<serde_json::Value, String> {
+    use candle_core::Tensor;
+    use std::time::Instant;
+    let mut results = Vec::new();
+    // The released segment, odd frame counts, 1080p, and the smallest legal frame.
+    for (w, h, f) in [
+        (960usize, 544usize, 121usize),
+        (1920, 1080, 2),
+        (64, 48, 3),
+        (2, 2, 1),
+    ] {
+        let video = Tensor::randn(0f32, 0.7, (1, 3, f, h, w), device).map_err(|e| e.to_string())?;
+        device.synchronize().map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let gpu = fv_inference::cuda::video_to_i420(&video).map_err(|e| e.to_string())?;
+        let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+        let start = Instant::now();
+        let cpu = fv_inference::yuv::video_to_i420(&video).map_err(|e| e.to_string())?;
+        let cpu_ms = start.elapsed().as_secs_f64() * 1e3;
+        let equal = gpu == cpu;
+        println!(
+            "kernel {w}x{h}x{f}: GPU == CPU reference: {equal}; GPU {gpu_ms:.2} ms \
+             (incl. copy back), CPU path {cpu_ms:.2} ms (incl. copy back)"
+        );
+        if !equal {
+            return Err(format!(
+                "the I420 kernel differs from the CPU reference at {w}x{h}x{f}"
+            ));
+        }
+        results.push(serde_json::json!({"size": [w, h, f], "gpu_ms": gpu_ms, "cpu_ms": cpu_ms}));
+    }
+    Ok(serde_json::Value::Array(results))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn kernel_check(_device: &Device) -> Result<serde_json::Value, String> {
+    println!("kernel: not built (needs --features cuda)");
+    Ok(serde_json::Value::Null)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gpu_check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let device = match open_device(&args.device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("gpu_check: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let kernel = if device.is_cuda() {
+        match kernel_check(&device) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("gpu_check: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        serde_json::Value::Null
+    };
+    let c = &args.config;
+    println!(
+        "timing on {}: {}x{}x{} frames, {:?}, {} blocks, {} caption tokens, {} runs each",
+        args.device,
+        c.width,
+        c.height,
+        c.num_frames,
+        c.dtype,
+        c.transformer.num_layers,
+        c.text_tokens,
+        c.repeat
+    );
+    let report = match timing::run(c, &device) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gpu_check: timing failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "latent grid {:?} = {} tokens; transformer {:.2} B params, VAE decoder {:.1} M params; \
+         random weights made in {:.0} ms",
+        report.grid,
+        report.tokens,
+        report.transformer_params as f64 / 1e9,
+        report.vae_params as f64 / 1e6,
+        report.weights_ms
+    );
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|ms| format!("{ms:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "transformer forward: median {:.1} ms ({} ms)",
+        TimingReport::median(&report.transformer_ms),
+        fmt(&report.transformer_ms)
+    );
+    if !report.vae_ms.is_empty() {
+        println!(
+            "VAE decode to {:?}: median {:.1} ms ({} ms)",
+            report.video_dims,
+            TimingReport::median(&report.vae_ms),
+            fmt(&report.vae_ms)
+        );
+    }
+    let summary = serde_json::json!({
+        "device": args.device,
+        "dtype": format!("{:?}", c.dtype),
+        "size": [c.width, c.height, c.num_frames],
+        "layers": c.transformer.num_layers,
+        "tokens": report.tokens,
+        "weights_ms": report.weights_ms,
+        "transformer_ms": report.transformer_ms,
+        "transformer_median_ms": TimingReport::median(&report.transformer_ms),
+        "vae_ms": report.vae_ms,
+        "vae_median_ms": TimingReport::median(&report.vae_ms),
+        "kernel": kernel,
+    });
+    println!("{summary}");
+    ExitCode::SUCCESS
+}

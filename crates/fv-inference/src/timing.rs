@@ -1,0 +1,180 @@
+//! Timing the model pieces at a chosen size with random weights: what `examples/gpu_check.rs`
+//! runs on a GPU host to time one transformer forward and one VAE decode at the released
+//! stage-1 shape (no real weights can be downloaded here; speed does not depend on values).
+
+use crate::pipeline::LatentGrid;
+use crate::rope::VideoCoords;
+use crate::tiny::random_weights;
+use crate::transformer::Timesteps;
+use crate::vae::{VaeConfig, VideoVaeDecoder};
+use crate::{InferenceError, Ltx2VideoTransformer, Result, TransformerConfig, Weights};
+use candle_core::{DType, Device, Tensor};
+use std::time::Instant;
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct TimingConfig {
+    pub transformer: TransformerConfig,
+    pub vae: VaeConfig,
+    /// Video size in pixels and frames (must fit the VAE's compression).
+    pub width: usize,
+    pub height: usize,
+    pub num_frames: usize,
+    /// Caption tokens fed to the cross-attention.
+    pub text_tokens: usize,
+    /// Timed runs of each piece, after one untimed warm-up run.
+    pub repeat: usize,
+    pub dtype: DType,
+    /// Time the VAE decode too.
+    pub vae_decode: bool,
+    pub seed: u64,
+}
+
+impl TimingConfig {
+    /// The released LTX-2 stage-1 shape: 960×544, 121 frames at bf16, 48 blocks.
+    pub fn ltx2_stage1() -> Self {
+        Self {
+            transformer: TransformerConfig::ltx2_19b(),
+            vae: VaeConfig::ltx2(),
+            width: 960,
+            height: 544,
+            num_frames: 121,
+            text_tokens: 256,
+            repeat: 3,
+            dtype: DType::BF16,
+            vae_decode: true,
+            seed: 2024,
+        }
+    }
+
+    /// The latent grid for the configured size, or why the size does not fit.
+    pub fn grid(&self) -> Result<LatentGrid> {
+        let [ft, fh, fw] = self.vae.compression()?;
+        let fits = self.width.is_multiple_of(fw)
+            && self.height.is_multiple_of(fh)
+            && self.num_frames > 0
+            && (self.num_frames - 1).is_multiple_of(ft);
+        if !fits || self.width < 2 * fw || self.height < 2 * fh {
+            return Err(InferenceError::Input(format!(
+                "{}x{}x{} does not fit the VAE's compression ({ft} in time, {fh}x{fw} in space, \
+                 at least 2x2 latents)",
+                self.width, self.height, self.num_frames
+            )));
+        }
+        Ok((
+            (self.num_frames - 1) / ft + 1,
+            self.height / fh,
+            self.width / fw,
+        ))
+    }
+}
+
+/// What one timing run measured (milliseconds of wall time, device synchronised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimingReport {
+    pub grid: LatentGrid,
+    pub tokens: usize,
+    pub transformer_params: usize,
+    pub vae_params: usize,
+    /// Creating the random weights on the device.
+    pub weights_ms: f64,
+    /// One entry per timed transformer forward.
+    pub transformer_ms: Vec<f64>,
+    /// One entry per timed VAE decode (empty when not asked for).
+    pub vae_ms: Vec<f64>,
+    /// Shape of the decoded video `[1, 3, F, H, W]` (empty when not decoded).
+    pub video_dims: Vec<usize>,
+}
+
+impl TimingReport {
+    /// Median of a list of timings (0 for none).
+    pub fn median(values: &[f64]) -> f64 {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
+fn param_count(names: &[(String, Vec<usize>)]) -> usize {
+    names.iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+}
+
+fn timed(device: &Device, f: impl FnOnce() -> Result<Tensor>) -> Result<(f64, Tensor)> {
+    device.synchronize()?;
+    let start = Instant::now();
+    let out = f()?;
+    device.synchronize()?;
+    Ok((start.elapsed().as_secs_f64() * 1e3, out))
+}
+
+/// Builds the transformer (and VAE) with random weights on `device` and times them.
+pub fn run(cfg: &TimingConfig, device: &Device) -> Result<TimingReport> {
+    if cfg.repeat == 0 || cfg.text_tokens == 0 {
+        return Err(InferenceError::Input(
+            "repeat and text_tokens must be at least 1".into(),
+        ));
+    }
+    let grid = cfg.grid()?;
+    let tokens = grid.0 * grid.1 * grid.2;
+    let tnames = Ltx2VideoTransformer::expected_weights(&cfg.transformer);
+    let vnames = if cfg.vae_decode {
+        VideoVaeDecoder::expected_weights(&cfg.vae)?
+    } else {
+        Vec::new()
+    };
+
+    let start = Instant::now();
+    let tw = Weights::from_tensors(random_weights(&tnames, cfg.dtype, device, cfg.seed)?)?;
+    let transformer = Ltx2VideoTransformer::new(&cfg.transformer, &tw, device)?;
+    drop(tw);
+    let vae = if cfg.vae_decode {
+        let vw = Weights::from_vae_tensors(random_weights(&vnames, cfg.dtype, device, cfg.seed)?)?;
+        Some(VideoVaeDecoder::new(&cfg.vae, &vw)?)
+    } else {
+        None
+    };
+    device.synchronize()?;
+    let weights_ms = start.elapsed().as_secs_f64() * 1e3;
+
+    let c = cfg.transformer.in_channels;
+    let latents = Tensor::randn(0f32, 1.0, (1, tokens, c), device)?;
+    let text = Tensor::randn(
+        0f32,
+        1.0,
+        (1, cfg.text_tokens, cfg.transformer.caption_channels),
+        device,
+    )?;
+    let coords = VideoCoords::for_latent_grid(&cfg.transformer, grid.0, grid.1, grid.2, 24.0)?;
+    let timesteps = Timesteps::PerSample(vec![909.375]);
+    let forward = || transformer.forward(&latents, &timesteps, &text, None, &coords);
+
+    let mut transformer_ms = Vec::with_capacity(cfg.repeat);
+    let mut velocity = timed(device, forward)?.1;
+    for _ in 0..cfg.repeat {
+        let (ms, v) = timed(device, forward)?;
+        transformer_ms.push(ms);
+        velocity = v;
+    }
+
+    let mut vae_ms = Vec::new();
+    let mut video_dims = Vec::new();
+    if let Some(vae) = &vae {
+        let decode = || vae.decode_tokens(&velocity, grid.0, grid.1, grid.2);
+        let video = timed(device, decode)?.1;
+        video_dims = video.dims().to_vec();
+        drop(video);
+        for _ in 0..cfg.repeat {
+            vae_ms.push(timed(device, decode)?.0);
+        }
+    }
+    Ok(TimingReport {
+        grid,
+        tokens,
+        transformer_params: param_count(&tnames),
+        vae_params: param_count(&vnames),
+        weights_ms,
+        transformer_ms,
+        vae_ms,
+        video_dims,
+    })
+}

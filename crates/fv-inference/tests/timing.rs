@@ -1,0 +1,77 @@
+//! The timing harness behind examples/gpu_check.rs, run at a tiny size on the CPU.
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{DType, Device};
+use fv_inference::timing::{TimingConfig, TimingReport, run};
+use fv_inference::{TransformerConfig, VaeConfig, tiny};
+
+fn tiny_config() -> TimingConfig {
+    TimingConfig {
+        transformer: TransformerConfig::from_json(&tiny::transformer_config_json().to_string())
+            .unwrap(),
+        vae: VaeConfig::from_json(&tiny::vae_config_json().to_string()).unwrap(),
+        width: 96,
+        height: 64,
+        num_frames: 17,
+        text_tokens: 5,
+        repeat: 2,
+        dtype: DType::F32,
+        vae_decode: true,
+        seed: 1,
+    }
+}
+
+#[test]
+fn times_each_piece_the_asked_number_of_times() {
+    let report = run(&tiny_config(), &Device::Cpu).unwrap();
+    assert_eq!(report.grid, (3, 2, 3));
+    assert_eq!(report.tokens, 18);
+    assert_eq!(report.transformer_ms.len(), 2);
+    assert_eq!(report.vae_ms.len(), 2);
+    assert_eq!(report.video_dims, vec![1, 3, 17, 64, 96]);
+    assert!(report.transformer_params > 0 && report.vae_params > 0);
+    assert!(
+        report
+            .transformer_ms
+            .iter()
+            .all(|ms| ms.is_finite() && *ms >= 0.0)
+    );
+
+    let mut no_vae = tiny_config();
+    no_vae.vae_decode = false;
+    no_vae.dtype = DType::BF16;
+    let report = run(&no_vae, &Device::Cpu).unwrap();
+    assert!(report.vae_ms.is_empty() && report.video_dims.is_empty());
+    assert_eq!(report.vae_params, 0);
+}
+
+#[test]
+fn sizes_that_do_not_fit_and_empty_runs_are_errors() {
+    let mut c = tiny_config();
+    c.width = 100;
+    assert!(
+        run(&c, &Device::Cpu)
+            .unwrap_err()
+            .to_string()
+            .contains("does not fit")
+    );
+    let mut c = tiny_config();
+    c.num_frames = 16;
+    assert!(c.grid().is_err());
+    let mut c = tiny_config();
+    c.repeat = 0;
+    assert!(
+        run(&c, &Device::Cpu)
+            .unwrap_err()
+            .to_string()
+            .contains("repeat")
+    );
+}
+
+#[test]
+fn released_stage1_shape_is_16_by_17_by_30_latents() {
+    let c = TimingConfig::ltx2_stage1();
+    assert_eq!(c.grid().unwrap(), (16, 17, 30));
+    assert_eq!(TimingReport::median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(TimingReport::median(&[]), 0.0);
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU check of issue 4, in two halves, because the GPU host has no Rust toolchain:
+#
+#   scripts/gpu-check.sh build   (here, no GPU needed) builds the `gpu_check` example with
+#                                `--features cuda` and puts it in target-gpu/ (git-ignored; carry
+#                                that folder to the GPU host).
+#   scripts/gpu-check.sh run     (on the GPU host; the device tool: run(command="scripts/gpu-check.sh
+#                                run", carry=["target-gpu"])) checks the driver and the CUDA
+#                                libraries the binary needs, then runs it: our I420 kernel against the CPU
+#                                reference (byte for byte, three sizes incl. 960x544x121), then one
+#                                transformer forward and one VAE decode at the released stage-1
+#                                shape (960x544, 121 frames, bf16, 48 blocks, random weights),
+#                                printing ms. Figures also go to $OUT/gpu-check.json when $OUT is set.
+#
+# Extra arguments after `run` go to gpu_check (e.g. `--layers 8 --repeat 2`); see
+# crates/fv-inference/examples/gpu_check.rs and docs/cuda.md.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin_dir="$root/target-gpu"
+
+build() {
+    # The pinned CUDA 13.0 toolkit from PyPI (nvcc, headers, link-time libraries).
+    "$root/scripts/cuda-toolkit.sh" >/dev/null
+    eval "$("$root/scripts/cuda-toolkit.sh" --env)"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_CUDA:-$HOME/.cache/fv-target-cuda}"
+    (cd "$root" && cargo build --release --locked -p fv-inference --features cuda --example gpu_check)
+    # Stripped binary + libcudart + a run.sh that finds the host's cuBLAS/cuRAND (~43 MB: fits
+    # the 64 MiB a device call carries).
+    "$root/scripts/cuda-toolkit.sh" --bundle "$CARGO_TARGET_DIR/release/examples/gpu_check" \
+        "$bin_dir" --device cuda
+}
+
+run() {
+    [[ -x "$bin_dir/run.sh" ]] || {
+        echo "no $bin_dir/run.sh: run 'scripts/gpu-check.sh build' first and carry target-gpu/" >&2
+        exit 1
+    }
+    local log
+    log="$(mktemp)"
+    "$bin_dir/run.sh" "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    if [[ -n "${OUT:-}" ]]; then
+        grep '^{' "$log" | tail -n 1 >"$OUT/gpu-check.json" || true
+        cp "$log" "$OUT/gpu-check.log"
+    fi
+    return "$rc"
+}
+
+case "${1:-}" in
+    build) shift; build "$@" ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: scripts/gpu-check.sh build | run [gpu_check args]" >&2; exit 2 ;;
+esac
