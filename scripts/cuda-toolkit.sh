@@ -73,6 +73,9 @@ ldconfig -p 2>/dev/null | grep -E 'libcuda\.so\.1 ' || echo "libcuda.so.1 is not
 # Where a CUDA 13 libcublas/libcublasLt/libcurand may live on the host.
 candidates=(${CUDA_HOME:+$CUDA_HOME/lib64} /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64
     /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/lib64)
+# ...and whatever the caller already put on LD_LIBRARY_PATH.
+IFS=: read -ra from_env <<<"${LD_LIBRARY_PATH:-}"
+candidates+=("${from_env[@]}")
 if command -v python3 >/dev/null; then
     while read -r d; do candidates+=("$d"); done < <(python3 -c '
 import glob, site, sys

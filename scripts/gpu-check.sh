@@ -38,8 +38,9 @@ run() {
     }
     local log
     log="$(mktemp)"
-    "$bin_dir/run.sh" "$@" 2>&1 | tee "$log"
-    local rc=${PIPESTATUS[0]}
+    # A failing run must still leave its log in $OUT: that is when it is needed.
+    local rc=0
+    "$bin_dir/run.sh" "$@" 2>&1 | tee "$log" || rc=$?
     if [[ -n "${OUT:-}" ]]; then
         grep '^{' "$log" | tail -n 1 >"$OUT/gpu-check.json" || true
         cp "$log" "$OUT/gpu-check.log"

@@ -102,7 +102,12 @@ fn open_device(name: &str) -> Result<Device, String> {
         None => return Err(format!("device must be cpu, cuda or cuda:N, got {name:?}")),
     };
     Device::new_cuda(ordinal).map_err(|e| {
-        format!("cannot open {name}: {e} (a build without `--features cuda` has no GPU support)")
+        let hint = if cfg!(feature = "cuda") {
+            "is there a GPU and an R580+ driver?"
+        } else {
+            "a build without `--features cuda` has no GPU support"
+        };
+        format!("cannot open {name}: {e} ({hint})")
     })
 }
 
@@ -111,6 +116,10 @@ fn kernel_check(device: &Device) -> Result<serde_json::Value, String> {
     use candle_core::Tensor;
     use std::time::Instant;
     let mut results = Vec::new();
+    // Warm-up: the first launch loads (JIT-compiles) the PTX module; keep that out of the timings.
+    let warm = Tensor::zeros((1, 3, 1, 2, 2), candle_core::DType::F32, device)
+        .map_err(|e| e.to_string())?;
+    fv_inference::cuda::video_to_i420(&warm).map_err(|e| e.to_string())?;
     // The released segment, odd frame counts, 1080p, and the smallest legal frame.
     for (w, h, f) in [
         (960usize, 544usize, 121usize),
@@ -194,12 +203,13 @@ fn main() -> ExitCode {
     };
     println!(
         "latent grid {:?} = {} tokens; transformer {:.2} B params, VAE decoder {:.1} M params; \
-         random weights made in {:.0} ms",
+         random weights made in {:.0} ms; RoPE tables {:.1} ms (once per run)",
         report.grid,
         report.tokens,
         report.transformer_params as f64 / 1e9,
         report.vae_params as f64 / 1e6,
-        report.weights_ms
+        report.weights_ms,
+        report.rope_ms
     );
     let fmt = |v: &[f64]| {
         v.iter()
@@ -227,6 +237,7 @@ fn main() -> ExitCode {
         "layers": c.transformer.num_layers,
         "tokens": report.tokens,
         "weights_ms": report.weights_ms,
+        "rope_ms": report.rope_ms,
         "transformer_ms": report.transformer_ms,
         "transformer_median_ms": TimingReport::median(&report.transformer_ms),
         "vae_ms": report.vae_ms,

@@ -37,7 +37,8 @@ pub const MAX_STEPS: u32 = 100;
 pub const MAX_LATENT_TOKENS: usize = 65_536;
 /// Most pseudo-embedding tokens made from a prompt (one per word, beyond that ignored).
 pub const MAX_PROMPT_TOKENS: usize = 128;
-/// Frames handed to the sink at a time, so encoding overlaps the rest of the conversion.
+/// Frames handed to the sink at a time (the encoder emits a fragment per batch, so the
+/// client gets the first bytes before the whole segment is muxed).
 pub const FRAME_BATCH: usize = 8;
 /// Spread of the hashed pseudo-embedding values.
 const PSEUDO_EMBEDDING_STD: f32 = 0.5;
@@ -170,8 +171,14 @@ impl Ltx2Pipeline {
         };
         let tpaths: Vec<&Path> = tfiles.iter().map(PathBuf::as_path).collect();
         let vpaths: Vec<&Path> = vfiles.iter().map(PathBuf::as_path).collect();
-        let tw = Weights::load_transformer(&tpaths, dtype, device)?;
-        let vw = Weights::load_vae(&vpaths, dtype, device)?;
+        let (tw, vw) = if tfiles == vfiles {
+            Weights::load_transformer_and_vae(&tpaths, dtype, device)?
+        } else {
+            (
+                Weights::load_transformer(&tpaths, dtype, device)?,
+                Weights::load_vae(&vpaths, dtype, device)?,
+            )
+        };
         let transformer = Ltx2VideoTransformer::new(&tcfg, &tw, device)?;
         let vae = VideoVaeDecoder::new(&vcfg, &vw)?;
         let text_path = base.join(TEXT_EMBEDDINGS_FILE);
@@ -180,6 +187,9 @@ impl Ltx2Pipeline {
         } else {
             None
         };
+        // Weights were uploaded and cast on this thread's stream; the pool's worker threads
+        // use their own, so finish the uploads before anyone reads them.
+        device.synchronize()?;
         Self::from_parts(transformer, vae, text, scheduler, device)
     }
 
@@ -360,18 +370,20 @@ impl Ltx2Pipeline {
         let scheduler = self.schedule(steps, grid)?;
         let coords =
             VideoCoords::for_latent_grid(self.transformer.config(), grid.0, grid.1, grid.2, fps)?;
+        // Built once per run: the tables depend only on the grid and fps.
+        let rope = self.transformer.rope_tables(&coords)?;
         let text = self.text_for(prompt)?;
         let mut x = latents;
         for (i, &t) in scheduler.timesteps().iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(InferenceError::Cancelled);
             }
-            let v = self.transformer.forward(
+            let v = self.transformer.forward_with_rope(
                 &x,
                 &Timesteps::PerSample(vec![t]),
                 &text.embeds,
                 text.mask.as_ref(),
-                &coords,
+                &rope,
             )?;
             x = scheduler.step(i, &x, &v)?;
             on_step(i as u32 + 1, steps);
@@ -424,6 +436,10 @@ impl Ltx2Pipeline {
             return Err(GenerateError::Cancelled);
         }
         let video = self.decode(&latents, grid).map_err(failed)?;
+        // The decode takes a while at real sizes: a client gone meanwhile gets no frames.
+        if cancel.is_cancelled() {
+            return Err(GenerateError::Cancelled);
+        }
         let frames = to_frames(&video, request.width, request.height).map_err(failed)?;
         if frames.len() != request.num_frames as usize {
             return Err(GenerateError::Failed(format!(

@@ -78,6 +78,8 @@ pub struct TimingReport {
     pub vae_params: usize,
     /// Creating the random weights on the device.
     pub weights_ms: f64,
+    /// Building and uploading the RoPE tables (once per denoising run).
+    pub rope_ms: f64,
     /// One entry per timed transformer forward.
     pub transformer_ms: Vec<f64>,
     /// One entry per timed VAE decode (empty when not asked for).
@@ -145,8 +147,14 @@ pub fn run(cfg: &TimingConfig, device: &Device) -> Result<TimingReport> {
         device,
     )?;
     let coords = VideoCoords::for_latent_grid(&cfg.transformer, grid.0, grid.1, grid.2, 24.0)?;
+    // Built once per denoising run (host work + upload), so timed apart from the forward.
+    device.synchronize()?;
+    let start = Instant::now();
+    let rope = transformer.rope_tables(&coords)?;
+    device.synchronize()?;
+    let rope_ms = start.elapsed().as_secs_f64() * 1e3;
     let timesteps = Timesteps::PerSample(vec![909.375]);
-    let forward = || transformer.forward(&latents, &timesteps, &text, None, &coords);
+    let forward = || transformer.forward_with_rope(&latents, &timesteps, &text, None, &rope);
 
     let mut transformer_ms = Vec::with_capacity(cfg.repeat);
     let mut velocity = timed(device, forward)?.1;
@@ -173,6 +181,7 @@ pub fn run(cfg: &TimingConfig, device: &Device) -> Result<TimingReport> {
         transformer_params: param_count(&tnames),
         vae_params: param_count(&vnames),
         weights_ms,
+        rope_ms,
         transformer_ms,
         vae_ms,
         video_dims,

@@ -194,19 +194,81 @@ impl Attention {
             q = apply_split_rope(&q, cos, sin)?;
             k = apply_split_rope(&k, cos, sin)?;
         }
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v)?; // [B, H, T, Dh]
+        // Scale folded into q: one pass over [T, D] instead of over [T, S] scores.
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let out = attend(&q, &k, &v, bias, MAX_SCORE_ELEMS)?; // [B, H, T, Dh]
         let (b, _, t, _) = out.dims4()?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, t, self.heads * self.head_dim))?;
         self.to_out.forward(&out)
     }
+}
+
+/// Most elements of one attention-scores block. candle's CUDA softmax indexes rows with
+/// `i32` (`row · ncols + col`), so one block must stay below 2^31 elements, and the scores
+/// are the largest temporary of the forward (32 heads × 8160² at the released shape would be
+/// 2.1e9); 2^28 keeps a block at 1 GiB in f32.
+pub const MAX_SCORE_ELEMS: usize = 1 << 28;
+
+/// Softmax attention of pre-scaled `q` `[B, H, T, D]` over `k`, `v` `[B, H, S, D]` with an
+/// optional additive `bias` `[B, 1, 1, S]`, computed in blocks of whole heads (and, when one
+/// head is too large, of query rows) with at most `max_elems` scores each. The softmax runs
+/// in f32 whatever the model dtype (like PyTorch's fused attention).
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    max_elems: usize,
+) -> Result<Tensor> {
+    let (b, h, t, _) = q.dims4()?;
+    let s = k.dim(2)?;
+    let dtype = q.dtype();
+    let block = |q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>| -> Result<Tensor> {
+        let mut scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(&bias.to_dtype(DType::F32)?)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        Ok(probs.matmul(v)?)
+    };
+    let per_head = t * s;
+    if b * h * per_head <= max_elems {
+        return block(q, k, v, bias);
+    }
+    let heads = (max_elems / per_head.max(1)).clamp(1, h);
+    let rows = if per_head > max_elems {
+        (max_elems / s.max(1)).max(1)
+    } else {
+        t
+    };
+    let mut per_batch = Vec::with_capacity(b);
+    for bi in 0..b {
+        let (qb, kb, vb) = (
+            q.narrow(0, bi, 1)?,
+            k.narrow(0, bi, 1)?,
+            v.narrow(0, bi, 1)?,
+        );
+        let bias_b = bias.map(|x| x.narrow(0, bi, 1)).transpose()?;
+        let mut per_head_block = Vec::new();
+        for h0 in (0..h).step_by(heads) {
+            let hn = heads.min(h - h0);
+            let (qh, kh, vh) = (
+                qb.narrow(1, h0, hn)?,
+                kb.narrow(1, h0, hn)?,
+                vb.narrow(1, h0, hn)?,
+            );
+            let mut per_rows = Vec::new();
+            for t0 in (0..t).step_by(rows) {
+                let qr = qh.narrow(2, t0, rows.min(t - t0))?;
+                per_rows.push(block(&qr, &kh, &vh, bias_b.as_ref())?);
+            }
+            per_head_block.push(Tensor::cat(&per_rows, 2)?);
+        }
+        per_batch.push(Tensor::cat(&per_head_block, 1)?);
+    }
+    Ok(Tensor::cat(&per_batch, 0)?)
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +332,14 @@ pub enum Timesteps {
     PerSample(Vec<f32>),
     /// `[B][T]` values in model units.
     PerToken(Vec<Vec<f32>>),
+}
+
+/// RoPE tables for one latent grid, from [`Ltx2VideoTransformer::rope_tables`].
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    cos: Tensor,
+    sin: Tensor,
+    tokens: usize,
 }
 
 /// The LTX-2 video transformer (video stream).
@@ -385,6 +455,31 @@ impl Ltx2VideoTransformer {
         text_mask: Option<&Tensor>,
         coords: &VideoCoords,
     ) -> Result<Tensor> {
+        let rope = self.rope_tables(coords)?;
+        self.forward_with_rope(latents, timesteps, text, text_mask, &rope)
+    }
+
+    /// The RoPE tables for `coords`, built once (on the host, in the reference's precision)
+    /// and uploaded in the model dtype, for [`forward_with_rope`](Self::forward_with_rope):
+    /// a denoising loop reuses them for every step.
+    pub fn rope_tables(&self, coords: &VideoCoords) -> Result<RopeTables> {
+        let (cos, sin) = split_rope_tables(&self.cfg, coords, &self.device)?;
+        Ok(RopeTables {
+            cos: cos.to_dtype(self.dtype())?,
+            sin: sin.to_dtype(self.dtype())?,
+            tokens: coords.num_tokens(),
+        })
+    }
+
+    /// [`forward`](Self::forward) with prebuilt [`RopeTables`].
+    pub fn forward_with_rope(
+        &self,
+        latents: &Tensor,
+        timesteps: &Timesteps,
+        text: &Tensor,
+        text_mask: Option<&Tensor>,
+        rope: &RopeTables,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let dim = cfg.inner_dim();
         let (b, t, c) = latents.dims3()?;
@@ -394,10 +489,10 @@ impl Ltx2VideoTransformer {
                 cfg.in_channels
             )));
         }
-        if t != coords.num_tokens() {
+        if t != rope.tokens {
             return Err(InferenceError::Input(format!(
                 "latents have {t} tokens, coordinates describe {}",
-                coords.num_tokens()
+                rope.tokens
             )));
         }
         let (tb, s, tc) = text.dims3()?;
@@ -432,13 +527,13 @@ impl Ltx2VideoTransformer {
                 }
                 // (1 − mask) · −10⁴, broadcast over heads and queries
                 let bias = ((m.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * MASK_BIAS)?;
-                Some(bias.reshape((b, 1, 1, s))?.to_dtype(self.dtype())?)
+                // Stays f32: the softmax runs in f32.
+                Some(bias.reshape((b, 1, 1, s))?)
             }
         };
 
         let dtype = self.dtype();
-        let (cos, sin) = split_rope_tables(cfg, coords, &self.device)?;
-        let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
+        let (cos, sin) = (&rope.cos, &rope.sin);
         let x = self.proj_in.forward(&latents.to_dtype(dtype)?)?;
         let (modulation, embedded) = self.time_embed.forward(&flat, &self.device)?;
         let temb = modulation.reshape((b, per_token, 6, dim))?;
@@ -449,7 +544,7 @@ impl Ltx2VideoTransformer {
 
         let mut x = x;
         for block in &self.blocks {
-            x = block.forward(&x, &temb, &context, (&cos, &sin), text_bias.as_ref())?;
+            x = block.forward(&x, &temb, &context, (cos, sin), text_bias.as_ref())?;
         }
 
         let ss = embedded.broadcast_add(&self.scale_shift_table.unsqueeze(0)?.unsqueeze(0)?)?;
@@ -457,5 +552,53 @@ impl Ltx2VideoTransformer {
         let scale = ss.narrow(2, 1, 1)?.squeeze(2)?;
         let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
         Ok(self.proj_out.forward(&x)?.to_dtype(DType::F32)?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn seeded(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn blocked_attention_equals_one_block() {
+        let (b, h, t, s, d) = (2, 3, 7, 5, 4);
+        let q = seeded(&[b, h, t, d], 1);
+        let k = seeded(&[b, h, s, d], 2);
+        let v = seeded(&[b, h, s, d], 3);
+        let bias = (seeded(&[b, 1, 1, s], 4) * 3.0).unwrap();
+        let whole = attend(&q, &k, &v, Some(&bias), usize::MAX).unwrap();
+        // 35 scores per head: blocks of 2 heads, of 1 head, and of 2 and 1 query rows.
+        for limit in [70, 35, 12, 1] {
+            let blocked = attend(&q, &k, &v, Some(&bias), limit).unwrap();
+            let diff = max_diff(&whole, &blocked);
+            assert!(
+                diff <= 1e-6,
+                "limit {limit}: blocking moved the output by {diff}"
+            );
+        }
+        let no_bias = attend(&q, &k, &v, None, 12).unwrap();
+        assert!(max_diff(&no_bias, &attend(&q, &k, &v, None, usize::MAX).unwrap()) <= 1e-6);
+        assert!(max_diff(&no_bias, &whole) > 1e-3, "the bias must matter");
     }
 }

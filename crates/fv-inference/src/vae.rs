@@ -305,6 +305,40 @@ fn reflect_pad(x: &Tensor, dim: usize, pad: usize) -> Result<Tensor> {
     Ok(x.index_select(&idx, dim)?)
 }
 
+/// Most elements in the im2col buffer of one 2-D convolution call. candle's CUDA im2col
+/// kernel is launched with a `u32` element count, so a larger buffer (the released VAE's last
+/// block at 960x544x121 needs 4.6e9) would be silently half-filled; it is also the biggest
+/// temporary of the decode (2^30 bf16 = 2 GiB). Frames are convolved in chunks below this.
+pub const MAX_IM2COL_ELEMS: usize = 1 << 30;
+
+/// `frames [N, C, H, W]` convolved with `tap [O, C, kh, kw]` (stride 1, `pad` zeros), in
+/// chunks of frames whose im2col buffer stays within `max_elems`.
+fn conv2d_chunked(frames: &Tensor, tap: &Tensor, pad: usize, max_elems: usize) -> Result<Tensor> {
+    let (n, c, h, w) = frames.dims4()?;
+    let (_, _, kh, kw) = tap.dims4()?;
+    let per_frame =
+        (h + 2 * pad + 1).saturating_sub(kh) * (w + 2 * pad + 1).saturating_sub(kw) * c * kh * kw;
+    if per_frame > max_elems {
+        return Err(InferenceError::Input(format!(
+            "one {h}x{w} frame of {c} channels needs {per_frame} im2col elements, more than \
+             the {max_elems} one convolution may use"
+        )));
+    }
+    let chunk = (max_elems / per_frame.max(1)).max(1);
+    if n <= chunk {
+        return Ok(frames.conv2d(tap, pad, 1, 1, 1)?);
+    }
+    let parts = (0..n)
+        .step_by(chunk)
+        .map(|start| {
+            Ok(frames
+                .narrow(0, start, chunk.min(n - start))?
+                .conv2d(tap, pad, 1, 1, 1)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
 /// A 3-D convolution with LTX-2's padding: time padded by repeating the first (and, when
 /// not causal, the last) frame, H/W padded by the configured mode. Built from one 2-D
 /// convolution per temporal kernel tap, since candle has no 3-D convolution.
@@ -342,7 +376,16 @@ impl Conv3d {
 
     /// `[B, C, T, H, W] → [B, out, T, H, W]`.
     fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
+        self.forward_with(x, causal, MAX_IM2COL_ELEMS)
+    }
+
+    /// [`forward`](Self::forward) with the im2col chunk limit as a parameter (tests use a
+    /// small one to check that chunking changes nothing).
+    fn forward_with(&self, x: &Tensor, causal: bool, max_im2col: usize) -> Result<Tensor> {
         let (b, c, t, h, wd) = x.dims5()?;
+        if t == 0 {
+            return Err(InferenceError::Input("no latent frames to convolve".into()));
+        }
         let kt = self.taps.len();
         let first = x.narrow(2, 0, 1)?;
         let last = x.narrow(2, t - 1, 1)?;
@@ -379,8 +422,7 @@ impl Conv3d {
             } else {
                 tap.clone()
             };
-            let y = frames
-                .conv2d(&tap, conv_pad, 1, 1, 1)?
+            let y = conv2d_chunked(&frames, &tap, conv_pad, max_im2col)?
                 .to_dtype(dtype)?
                 .reshape((b, tp, self.out_channels, h, wd))?
                 .narrow(1, k, t)?;
@@ -659,7 +701,10 @@ impl VideoVaeDecoder {
     /// Decodes de-normalised latents `[B, C, F, H, W]` (diffusers' `vae.decode`) of any float
     /// dtype; computes in the model's [`dtype`](Self::dtype) and returns f32.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let (_, c, _, h, w) = z.dims5()?;
+        let (_, c, f, h, w) = z.dims5()?;
+        if f == 0 {
+            return Err(InferenceError::Input("latents have no frames".into()));
+        }
         if c != self.cfg.latent_channels {
             return Err(InferenceError::Input(format!(
                 "latents have {c} channels, the decoder takes {}",
@@ -708,6 +753,50 @@ impl VideoVaeDecoder {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    fn seeded(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn chunked_convolution_equals_one_call_and_refuses_oversized_frames() {
+        let (cin, cout) = (3, 4);
+        let conv = Conv3d {
+            taps: (0..KERNEL)
+                .map(|k| seeded(&[cout, cin, KERNEL, KERNEL], 10 + k as u64))
+                .collect(),
+            bias: seeded(&[cout], 3),
+            out_channels: cout,
+            padding: PaddingMode::Reflect,
+        };
+        let x = seeded(&[2, cin, 5, 6, 7], 4);
+        let whole = conv.forward_with(&x, false, usize::MAX).unwrap();
+        // One frame's im2col is 6·7·3·9 = 1134 elements: chunks of 1, 2 and 5 frames.
+        for limit in [1134, 2 * 1134 + 5, 5 * 1134] {
+            let chunked = conv.forward_with(&x, false, limit).unwrap();
+            let diff = (&whole - &chunked)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff <= 1e-6,
+                "limit {limit}: chunking moved the output by {diff}"
+            );
+        }
+        let err = conv.forward_with(&x, false, 1133).unwrap_err().to_string();
+        assert!(err.contains("im2col"), "{err}");
+        let empty = Tensor::zeros((1, cin, 0, 6, 7), DType::F32, &Device::Cpu).unwrap();
+        assert!(conv.forward(&empty, false).is_err());
+    }
 
     #[test]
     fn reflect_pad_mirrors_without_repeating_the_edge() {

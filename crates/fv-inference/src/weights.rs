@@ -170,27 +170,66 @@ impl Weights {
         Self::from_renamed(tensors, canonical_vae_name)
     }
 
-    /// Loads the tensors of `paths` that `rename` keeps, converted to `dtype`. Names are taken
-    /// in sorted order per file, so a duplicate is reported the same way on every run.
+    /// Loads the transformer's and the VAE decoder's tensors from the same files (the
+    /// Lightricks single checkpoint holds both), reading each file once.
+    pub fn load_transformer_and_vae(
+        paths: &[&Path],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, Self)> {
+        let mut both = Self::load_components(
+            paths,
+            dtype,
+            device,
+            &[canonical_transformer_name, canonical_vae_name],
+        )?;
+        let vae = both.pop().unwrap_or_default();
+        let transformer = both.pop().unwrap_or_default();
+        Ok((transformer, vae))
+    }
+
+    /// Loads the tensors of `paths` that `rename` keeps, converted to `dtype`.
     fn load_renamed(
         paths: &[&Path],
         dtype: DType,
         device: &Device,
         rename: fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        let mut w = Self::default();
+        Ok(Self::load_components(paths, dtype, device, &[rename])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// One store per `renames` entry, holding the tensors of `paths` that rename keeps. Each
+    /// file is read once into host memory; only kept tensors go to `device`, one at a time,
+    /// converted to `dtype` as they arrive (so a 19B checkpoint never sits on the GPU whole,
+    /// nor in its file dtype). Names are taken in sorted order per file, so a duplicate is
+    /// reported the same way on every run.
+    fn load_components(
+        paths: &[&Path],
+        dtype: DType,
+        device: &Device,
+        renames: &[fn(&str) -> Option<String>],
+    ) -> Result<Vec<Self>> {
+        let mut stores: Vec<Self> = renames.iter().map(|_| Self::default()).collect();
         for path in paths {
-            let mut named: Vec<_> = candle_core::safetensors::load(path, device)?
-                .into_iter()
-                .collect();
-            named.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, tensor) in named {
-                if let Some(canonical) = rename(&name) {
-                    w.insert(canonical, name, tensor.to_dtype(dtype)?)?;
+            let data = std::fs::read(path)
+                .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", path.display())))?;
+            let file = candle_core::safetensors::SliceSafetensors::new(&data).map_err(|e| {
+                InferenceError::Config(format!("{} is not a safetensors file: {e}", path.display()))
+            })?;
+            let mut names: Vec<String> = file.tensors().into_iter().map(|(n, _)| n).collect();
+            names.sort();
+            for name in names {
+                for (store, rename) in stores.iter_mut().zip(renames) {
+                    if let Some(canonical) = rename(&name) {
+                        let tensor = file.load(&name, device)?.to_dtype(dtype)?;
+                        store.insert(canonical, name.clone(), tensor)?;
+                    }
                 }
             }
         }
-        Ok(w)
+        Ok(stores)
     }
 
     fn from_renamed(

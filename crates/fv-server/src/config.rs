@@ -111,7 +111,8 @@ pub struct GeneratorConfig {
     /// the backend's default, the CPU for fv-inference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Weight and compute dtype of a native model (fv-stream addition; `None`: f32).
+    /// Weight and compute dtype of a native model (fv-stream addition; `None`: bf16 on a GPU,
+    /// f32 on the CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<ModelDtype>,
 }
@@ -1214,8 +1215,8 @@ const GENERATOR: &[Field] = &[
          `cuda` or `cuda:N` (a build with `--features cuda`).",
     ),
     f("dtype", Kind::Enum(&["f32", "bf16", "f16"])).used(
-        "fv-stream addition: weight and compute dtype of the native model: `f32` (default) or \
-         `bf16`/`f16` (the released weights are bf16; use it on a GPU).",
+        "fv-stream addition: weight and compute dtype of the native model: `f32`, `bf16` or \
+         `f16`; unset: `bf16` on a GPU (the released weights), `f32` on the CPU.",
     ),
 ];
 
