@@ -53,7 +53,7 @@ from diffusers.video_processor import VideoProcessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import TINY as TRANSFORMER_TINY, init_nontrivial  # noqa: E402
-from make_vae_fixtures import TINY as VAE_TINY  # noqa: E402
+from make_vae_fixtures import TINY as VAE_TINY, init_decoder  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 FOLDER = os.path.join(OUT, "pipeline_tiny")
@@ -104,15 +104,8 @@ def build_models():
     init_nontrivial(transformer, torch.Generator().manual_seed(2024))
     vae = AutoencoderKLLTX2Video(**VAE).eval()
     gen = torch.Generator().manual_seed(77)
+    init_decoder(vae, gen)
     with torch.no_grad():
-        for name, p in vae.decoder.named_parameters():
-            if name.endswith(".weight") and p.ndim == 5:
-                fan_in = p.shape[1] * p.shape[2] * p.shape[3] * p.shape[4]
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-            else:
-                raise SystemExit(f"unhandled decoder parameter {name}")
         vae.latents_mean.copy_(0.3 * torch.randn(LATENT, generator=gen))
         vae.latents_std.copy_(0.5 + torch.rand(LATENT, generator=gen))
     return transformer, vae

@@ -78,10 +78,8 @@ def lightricks_vae_name(name: str) -> str:
     return "vae." + n
 
 
-def main() -> None:
-    torch.manual_seed(0)
-    vae = AutoencoderKLLTX2Video(**TINY).eval()
-    gen = torch.Generator().manual_seed(4321)
+def init_decoder(vae, gen: torch.Generator) -> None:
+    """Decoder conv weights ~ N(0, 1/fan_in) and non-zero biases (the encoder is not used)."""
     with torch.no_grad():
         for name, p in vae.decoder.named_parameters():
             if name.endswith(".weight") and p.ndim == 5:
@@ -91,6 +89,14 @@ def main() -> None:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
             else:
                 raise SystemExit(f"unhandled decoder parameter {name} {tuple(p.shape)}")
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video(**TINY).eval()
+    gen = torch.Generator().manual_seed(4321)
+    init_decoder(vae, gen)
+    with torch.no_grad():
         c = TINY["latent_channels"]
         vae.latents_mean.copy_(0.5 * torch.randn(c, generator=gen))
         vae.latents_std.copy_(0.5 + torch.rand(c, generator=gen))

@@ -21,6 +21,8 @@ pub mod pipeline;
 mod rng;
 pub mod rope;
 pub mod scheduler;
+#[cfg(test)]
+mod test_util;
 pub mod timing;
 pub mod tiny;
 pub mod transformer;

@@ -559,26 +559,7 @@ impl Ltx2VideoTransformer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn seeded(shape: &[usize], seed: u64) -> Tensor {
-        let mut rng = crate::rng::SplitMix64::new(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::test_util::{max_diff, seeded};
 
     #[test]
     fn blocked_attention_equals_one_block() {

@@ -752,14 +752,8 @@ impl VideoVaeDecoder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_diff, seeded};
     use candle_core::Device;
-
-    fn seeded(shape: &[usize], seed: u64) -> Tensor {
-        let mut rng = crate::rng::SplitMix64::new(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
 
     #[test]
     fn chunked_convolution_equals_one_call_and_refuses_oversized_frames() {
@@ -777,16 +771,7 @@ mod tests {
         // One frame's im2col is 6·7·3·9 = 1134 elements: chunks of 1, 2 and 5 frames.
         for limit in [1134, 2 * 1134 + 5, 5 * 1134] {
             let chunked = conv.forward_with(&x, false, limit).unwrap();
-            let diff = (&whole - &chunked)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(&whole, &chunked);
             assert!(
                 diff <= 1e-6,
                 "limit {limit}: chunking moved the output by {diff}"

@@ -228,13 +228,14 @@ fn bf16_weights_stay_close_to_the_f32_reference() {
     let err = max_abs_diff(&video, want);
     let range = max_abs_diff(want, &want.zeros_like().unwrap());
     println!("bf16: decoded video max abs error {err:.3e} (values up to {range:.2})");
-    // bf16 keeps 8 bits of mantissa: the error is real but small against the signal, and
-    // clearly not zero (so the weights really were bf16).
+    // bf16 keeps 8 bits of mantissa: the error is real but small against the signal (measured
+    // 4 % of the range after 8 steps of this random model; a dtype mix-up gives garbage, ~100 %),
+    // and clearly not zero (so the weights really were bf16).
     assert!(
         err > 1e-4,
         "bf16 output equals f32 ({err}): dtype not applied"
     );
-    assert!(err < 0.05 * range, "bf16 output drifted by {err}");
+    assert!(err < 0.1 * range, "bf16 output drifted by {err}");
     let bad = Ltx2Pipeline::load_with(&fixture("pipeline_tiny"), &Device::Cpu, DType::U8)
         .unwrap_err()
         .to_string();
