@@ -159,3 +159,61 @@ fn vae_rejects_bad_inputs() {
     .unwrap();
     assert!(VideoVaeDecoder::new(&t.cfg, &w2).is_err(), "missing weight");
 }
+
+#[test]
+fn one_single_file_checkpoint_feeds_both_the_transformer_and_the_vae() {
+    // A Lightricks-style single file: transformer tensors under `model.diffusion_model.`, VAE
+    // tensors under `vae.`, plus tensors of other components that both loads must skip.
+    let t = tiny();
+    let transformer_file =
+        candle_core::safetensors::load(fixture("transformer_tiny.safetensors"), &Device::Cpu)
+            .unwrap();
+    let mut single: HashMap<String, Tensor> = transformer_file
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("model.diffusion_model."))
+        .collect();
+    let transformer_count = single.len();
+    for (diffusers, lightricks) in &t.names {
+        single.insert(lightricks.clone(), t.tensors[diffusers].clone());
+    }
+    let z = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+    single.insert("audio_vae.decoder.conv_in.weight".into(), z.clone());
+    single.insert("vae.encoder.conv_in.conv.weight".into(), z);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ltx-2-tiny.safetensors");
+    candle_core::safetensors::save(&single, &path).unwrap();
+
+    let (tw, vw) =
+        Weights::load_transformer_and_vae(&[path.as_path()], candle_core::DType::F32, &Device::Cpu)
+            .unwrap();
+    assert_eq!(tw.len(), transformer_count);
+    assert_eq!(vw.len(), t.names.len());
+    // The VAE half decodes exactly like the fixture's own weights.
+    let vae = VideoVaeDecoder::new(&t.cfg, &vw).unwrap();
+    let (f, h, g) = t.grid;
+    let out = vae
+        .decode_tokens(&t.tensors["input.tokens"], f, h, g)
+        .unwrap();
+    assert!(max_abs_diff(&out, &t.tensors["output.sample"]) <= 1e-4);
+    // Reading both from one file equals reading each on its own, and bf16 conversion happens
+    // on the way in.
+    let alone =
+        Weights::load_vae(&[path.as_path()], candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(alone.len(), vw.len());
+    let (tb, _) = Weights::load_transformer_and_vae(
+        &[path.as_path()],
+        candle_core::DType::BF16,
+        &Device::Cpu,
+    )
+    .unwrap();
+    // The tiny transformer is 4 heads x 16 = 64 wide.
+    let bias = tb.get("proj_in.bias", &[64]).unwrap();
+    assert_eq!(bias.dtype(), candle_core::DType::BF16);
+    // A file that is not safetensors is a clear error naming it.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    let err = Weights::load_vae(&[bad.as_path()], candle_core::DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.safetensors"), "{err}");
+}
