@@ -5,6 +5,9 @@ Not part of CI: the fixture is committed and `cargo test -p fv-inference` reads 
 
     /root/.cache/ltx-venv/bin/python crates/fv-inference/scripts/make_vae_fixtures.py
 
+Also writes tests/fixtures/vae_tiny_tc.{json,safetensors}: the same decoder with
+`timestep_conditioning=True`, decoded at timestep 0.05 (and 0).
+
 Writes tests/fixtures/vae_tiny.json (the tiny AutoencoderKLLTX2Video config and the latent grid)
 and tests/fixtures/vae_tiny.safetensors: the decoder weights and latents_mean/latents_std under
 their diffusers names (the JSON also lists each with its Lightricks single-file name, checked
@@ -85,8 +88,14 @@ def init_decoder(vae, gen: torch.Generator) -> None:
             if name.endswith(".weight") and p.ndim == 5:
                 fan_in = p.shape[1] * p.shape[2] * p.shape[3] * p.shape[4]
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(fan_in))
+            elif name.endswith(".weight") and p.ndim == 2:  # timestep MLPs (conditioned decoders)
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("scale_shift_table"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            elif name == "timestep_scale_multiplier":
+                pass  # keep diffusers' 1000
             else:
                 raise SystemExit(f"unhandled decoder parameter {name} {tuple(p.shape)}")
 
@@ -131,6 +140,52 @@ def main() -> None:
     with open(os.path.join(OUT, "vae_tiny.json"), "w") as fh:
         json.dump(cfg, fh, indent=1)
     for name in ("vae_tiny.safetensors", "vae_tiny.json"):
+        os.chmod(os.path.join(OUT, name), 0o644)
+    conditioned_fixture()
+
+
+# The decode timestep of the conditioned fixture (diffusers' pipeline default is 0; non-zero
+# here so the timestep embedders matter).
+DECODE_TIMESTEP = 0.05
+
+
+def conditioned_fixture() -> None:
+    """The same decoder with `timestep_conditioning=True` (FastVideo's setting): per-block
+    timestep embedders, per-resnet scale/shift tables and a final one, the multiplier."""
+    torch.manual_seed(0)
+    cfg = dict(TINY, timestep_conditioning=True)
+    vae = AutoencoderKLLTX2Video(**cfg).eval()
+    gen = torch.Generator().manual_seed(8765)
+    init_decoder(vae, gen)
+    with torch.no_grad():
+        c = TINY["latent_channels"]
+        vae.latents_mean.copy_(0.5 * torch.randn(c, generator=gen))
+        vae.latents_std.copy_(0.5 + torch.rand(c, generator=gen))
+    f, h, w = GRID["num_frames"], GRID["height"], GRID["width"]
+    tokens = torch.randn(BATCH, f * h * w, TINY["latent_channels"], generator=gen)
+    with torch.no_grad():
+        z = LTX2Pipeline._unpack_latents(tokens, f, h, w, 1, 1)
+        z = LTX2Pipeline._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        out = vae.decode(z, torch.tensor([DECODE_TIMESTEP] * BATCH), return_dict=False)[0]
+        at_zero = vae.decode(z, torch.tensor([0.0] * BATCH), return_dict=False)[0]
+    print(f"vae (timestep-conditioned): out {tuple(out.shape)}, timestep 0 differs by "
+          f"{(out - at_zero).abs().max():.3f}")
+    tensors = {k: v.contiguous() for k, v in vae.state_dict().items() if k.startswith("decoder.")}
+    tensors["latents_mean"] = vae.latents_mean.clone()
+    tensors["latents_std"] = vae.latents_std.clone()
+    tensors["input.tokens"] = tokens
+    tensors["output.sample"] = out.contiguous()
+    tensors["output.sample_t0"] = at_zero.contiguous()
+    save_file(tensors, os.path.join(OUT, "vae_tiny_tc.safetensors"))
+    meta = {
+        "diffusers_version": diffusers.__version__,
+        "torch_version": torch.__version__,
+        "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "decode": dict(GRID, batch=BATCH, timestep=DECODE_TIMESTEP),
+    }
+    with open(os.path.join(OUT, "vae_tiny_tc.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    for name in ("vae_tiny_tc.safetensors", "vae_tiny_tc.json"):
         os.chmod(os.path.join(OUT, name), 0o644)
 
 

@@ -60,8 +60,14 @@ pub struct Ltx2Pipeline {
     vae: VideoVaeDecoder,
     text: Option<TextEmbeddings>,
     scheduler: SchedulerConfig,
+    /// Noise mixed into the latents before a timestep-conditioned VAE decodes them
+    /// (diffusers' `decode_noise_scale`; 0 for an unconditioned VAE).
+    decode_noise_scale: f32,
     device: Device,
 }
+
+/// Mixed into the request seed for the decode noise, so it is not the initial noise again.
+const DECODE_NOISE_SALT: i64 = 0x5eed_dec0;
 
 /// A latent grid: latent frames × rows × columns (one transformer token each).
 pub type LatentGrid = (usize, usize, usize);
@@ -228,8 +234,33 @@ impl Ltx2Pipeline {
             vae,
             text,
             scheduler,
+            decode_noise_scale: 0.0,
             device: device.clone(),
         })
+    }
+
+    /// For a timestep-conditioned VAE (FastVideo's setting): decode at `timestep` after
+    /// mixing `noise_scale` of seeded noise into the latents, `(1 − s)·x + s·noise`, as
+    /// diffusers' pipeline does (`decode_timestep`, `decode_noise_scale`; `None` means the
+    /// same as the timestep). Both default to 0 and must lie in [0, 1]. An unconditioned VAE
+    /// (the LTX-2.0 release) ignores both.
+    pub fn with_decode_timestep(mut self, timestep: f32, noise_scale: Option<f32>) -> Result<Self> {
+        let noise_scale = noise_scale.unwrap_or(timestep);
+        for (name, v) in [
+            ("decode timestep", timestep),
+            ("decode noise scale", noise_scale),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(InferenceError::Input(format!(
+                    "{name} must be in [0, 1], got {v}"
+                )));
+            }
+        }
+        if self.vae.config().timestep_conditioning {
+            self.vae = self.vae.with_decode_timestep(timestep)?;
+            self.decode_noise_scale = noise_scale;
+        }
+        Ok(self)
     }
 
     /// The dtype the weights are held and computed in.
@@ -435,6 +466,15 @@ impl Ltx2Pipeline {
         if cancel.is_cancelled() {
             return Err(GenerateError::Cancelled);
         }
+        let latents = if self.decode_noise_scale > 0.0 {
+            let s = f64::from(self.decode_noise_scale);
+            let noise = self
+                .initial_noise(request.seed ^ DECODE_NOISE_SALT, grid)
+                .map_err(failed)?;
+            ((latents * (1.0 - s)).and_then(|x| x + (noise * s)?)).map_err(|e| failed(e.into()))?
+        } else {
+            latents
+        };
         let video = self.decode(&latents, grid).map_err(failed)?;
         // The decode takes a while at real sizes: a client gone meanwhile gets no frames.
         if cancel.is_cancelled() {

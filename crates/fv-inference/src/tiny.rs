@@ -56,11 +56,14 @@ pub fn vae_config_json() -> serde_json::Value {
 fn init_rule(name: &str, shape: &[usize]) -> (f32, f32, bool) {
     if name == "latents_std" {
         (0.1, 1.0, true)
+    } else if name.ends_with("timestep_scale_multiplier") {
+        // diffusers' initial value; the decode timestep is multiplied by it.
+        (0.0, 1000.0, false)
     } else if name == "latents_mean" || name.ends_with("scale_shift_table") {
         (0.1, 0.0, false)
     } else if name.ends_with(".bias") {
         (0.02, 0.0, false)
-    } else if shape.len() == 1 {
+    } else if shape.len() <= 1 {
         (0.1, 1.0, false)
     } else {
         let fan_in: usize = shape[1..].iter().product();

@@ -12,18 +12,18 @@ use crate::{InferenceError, Result};
 use candle_core::{D, DType, Device, Tensor};
 
 /// Channels of the sinusoidal timestep features fed to the timestep MLP.
-const TIMESTEP_FEATURES: usize = 256;
+pub(crate) const TIMESTEP_FEATURES: usize = 256;
 /// Additive bias for masked-out text tokens (the reference uses a finite value, not −∞).
 const MASK_BIAS: f64 = -10000.0;
 
 #[derive(Debug, Clone)]
-struct Linear {
+pub(crate) struct Linear {
     weight_t: Tensor,
     bias: Tensor,
 }
 
 impl Linear {
-    fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
             weight_t: w
                 .get(&format!("{prefix}.weight"), &[out_dim, in_dim])?
@@ -33,7 +33,7 @@ impl Linear {
     }
 
     /// `x[..., in] → [..., out]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = dims.last().copied().unwrap_or(0);
         let rows = x.elem_count() / in_dim.max(1);
@@ -78,7 +78,7 @@ fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 /// Sinusoidal timestep features `[N, 256]`, `[cos | sin]` order, computed in f32 with the
 /// reference's operation order (`exp(−ln(10⁴)·i / 128)`, then `t · freq`).
-fn timestep_features(timesteps: &[f32], device: &Device) -> Result<Tensor> {
+pub(crate) fn timestep_features(timesteps: &[f32], device: &Device) -> Result<Tensor> {
     let half = TIMESTEP_FEATURES / 2;
     let neg_log = -(10000f64.ln()) as f32;
     let freqs: Vec<f32> = (0..half)

@@ -9,9 +9,10 @@
 //! [`VaeConfig::validate`]): timestep conditioning, noise injection and up blocks whose channel
 //! count changes inside the block (`conv_in`), none of which the LTX-2.0 release uses.
 
+use crate::transformer::{Linear, TIMESTEP_FEATURES, timestep_features};
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 /// The RMS norm epsilon of diffusers' `PerChannelRMSNorm` (fixed, not configurable there).
@@ -237,13 +238,6 @@ impl VaeConfig {
         if self.decoder_inject_noise.iter().any(|&b| b) {
             return bad("decoder noise injection is not implemented (LTX-2.0 uses none)".into());
         }
-        if self.timestep_conditioning {
-            return bad(
-                "timestep-conditioned decoding is not implemented (the LTX-2.0 conversion \
-                 has it off)"
-                    .into(),
-            );
-        }
         if !(self.scaling_factor > 0.0 && self.scaling_factor.is_finite()) {
             return bad(format!(
                 "scaling_factor must be positive, got {}",
@@ -437,29 +431,107 @@ impl Conv3d {
     }
 }
 
-/// Residual block: (RMS norm → SiLU → conv) × 2, plus the input.
+/// Residual block: (RMS norm → [timestep shift/scale] → SiLU → conv) × 2, plus the input.
 #[derive(Debug, Clone)]
 struct ResBlock {
     conv1: Conv3d,
     conv2: Conv3d,
+    /// `[4, C]` (shift 1, scale 1, shift 2, scale 2) added to the block's timestep embedding;
+    /// only in a timestep-conditioned decoder.
+    scale_shift_table: Option<Tensor>,
 }
 
 impl ResBlock {
-    fn load(w: &Weights, prefix: &str, ch: usize, pad: PaddingMode) -> Result<Self> {
+    fn load(
+        w: &Weights,
+        prefix: &str,
+        ch: usize,
+        pad: PaddingMode,
+        timestep_conditioning: bool,
+    ) -> Result<Self> {
         Ok(Self {
             conv1: Conv3d::load(w, &format!("{prefix}.conv1.conv"), ch, ch, pad)?,
             conv2: Conv3d::load(w, &format!("{prefix}.conv2.conv"), ch, ch, pad)?,
+            scale_shift_table: timestep_conditioning
+                .then(|| w.get(&format!("{prefix}.scale_shift_table"), &[4, ch]))
+                .transpose()?,
         })
     }
 
-    fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
-        let h = self
-            .conv1
-            .forward(&per_channel_rms_norm(x)?.silu()?, causal)?;
-        let h = self
-            .conv2
-            .forward(&per_channel_rms_norm(&h)?.silu()?, causal)?;
+    /// `temb`: the enclosing block's timestep embedding `[B, 4·C]` (conditioned decoders).
+    fn forward(&self, x: &Tensor, causal: bool, temb: Option<&Tensor>) -> Result<Tensor> {
+        let ada = match (&self.scale_shift_table, temb) {
+            (Some(table), Some(temb)) => Some(modulation(temb, table)?),
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(InferenceError::Input(
+                    "a timestep-conditioned block needs a timestep embedding".into(),
+                ));
+            }
+        };
+        let mut h = per_channel_rms_norm(x)?;
+        if let Some(m) = &ada {
+            h = modulate(&h, &m[0], &m[1])?;
+        }
+        let h = self.conv1.forward(&h.silu()?, causal)?;
+        let mut h = per_channel_rms_norm(&h)?;
+        if let Some(m) = &ada {
+            h = modulate(&h, &m[2], &m[3])?;
+        }
+        let h = self.conv2.forward(&h.silu()?, causal)?;
         Ok((h + x)?)
+    }
+}
+
+/// `temb [B, n·C]` viewed as `[B, n, C]` plus `table [n, C]`, split into `n` tensors
+/// `[B, C, 1, 1, 1]` that broadcast over a `[B, C, T, H, W]` activation.
+fn modulation(temb: &Tensor, table: &Tensor) -> Result<Vec<Tensor>> {
+    let (n, c) = table.dims2()?;
+    let b = temb.dim(0)?;
+    let ada = temb
+        .reshape((b, n, c))?
+        .broadcast_add(&table.unsqueeze(0)?.to_dtype(temb.dtype())?)?;
+    (0..n)
+        .map(|i| Ok(ada.narrow(1, i, 1)?.reshape((b, c, 1, 1, 1))?))
+        .collect()
+}
+
+/// `x · (1 + scale) + shift`.
+fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?)
+}
+
+/// The timestep MLP of a conditioned decoder (diffusers'
+/// `PixArtAlphaCombinedTimestepSizeEmbeddings` without size conditions): the transformer's
+/// sinusoidal features, then linear → SiLU → linear.
+#[derive(Debug, Clone)]
+struct TimeEmbedder {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+impl TimeEmbedder {
+    fn load(w: &Weights, prefix: &str, dim: usize) -> Result<Self> {
+        let p = format!("{prefix}.timestep_embedder");
+        Ok(Self {
+            linear_1: Linear::load(w, &format!("{p}.linear_1"), TIMESTEP_FEATURES, dim)?,
+            linear_2: Linear::load(w, &format!("{p}.linear_2"), dim, dim)?,
+        })
+    }
+
+    fn expected(v: &mut Vec<(String, Vec<usize>)>, prefix: &str, dim: usize) {
+        let p = format!("{prefix}.timestep_embedder");
+        v.push((format!("{p}.linear_1.weight"), vec![dim, TIMESTEP_FEATURES]));
+        v.push((format!("{p}.linear_1.bias"), vec![dim]));
+        v.push((format!("{p}.linear_2.weight"), vec![dim, dim]));
+        v.push((format!("{p}.linear_2.bias"), vec![dim]));
+    }
+
+    /// `[B, dim]` for one (already multiplied) timestep per sample, in `dtype`.
+    fn forward(&self, t: &[f32], device: &Device, dtype: DType) -> Result<Tensor> {
+        let feats = timestep_features(t, device)?.to_dtype(dtype)?;
+        self.linear_2
+            .forward(&self.linear_1.forward(&feats)?.silu()?)
     }
 }
 
@@ -506,6 +578,20 @@ impl Upsampler {
 struct UpBlock {
     upsampler: Option<Upsampler>,
     resnets: Vec<ResBlock>,
+    /// `[B] → [B, 4·C]` for the block's residual blocks (conditioned decoders).
+    time_embedder: Option<TimeEmbedder>,
+}
+
+/// What a timestep-conditioned decoder holds besides its blocks.
+#[derive(Debug, Clone)]
+struct Conditioning {
+    /// The decode timestep is multiplied by this (a weight; 1000 in diffusers' init).
+    multiplier: f32,
+    mid: TimeEmbedder,
+    /// `[B] → [B, 2·C]` for the shift/scale after the final norm.
+    out: TimeEmbedder,
+    /// `[2, C]` (shift, scale) added to `out`'s embedding.
+    out_table: Tensor,
 }
 
 /// The LTX-2 video VAE decoder with its latent statistics.
@@ -518,6 +604,9 @@ pub struct VideoVaeDecoder {
     conv_out: Conv3d,
     latents_mean: Tensor,
     latents_std: Tensor,
+    conditioning: Option<Conditioning>,
+    /// The timestep a conditioned decoder decodes at (diffusers' `decode_timestep`).
+    decode_timestep: f32,
 }
 
 impl VideoVaeDecoder {
@@ -526,6 +615,7 @@ impl VideoVaeDecoder {
     pub fn new(cfg: &VaeConfig, w: &Weights) -> Result<Self> {
         let plan = cfg.plan()?;
         let pad = cfg.decoder_spatial_padding_mode;
+        let tc = cfg.timestep_conditioning;
         let mid = (0..plan.mid_layers)
             .map(|j| {
                 ResBlock::load(
@@ -533,6 +623,7 @@ impl VideoVaeDecoder {
                     &format!("decoder.mid_block.resnets.{j}"),
                     plan.mid_channels,
                     pad,
+                    tc,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
@@ -558,10 +649,24 @@ impl VideoVaeDecoder {
                         &format!("decoder.up_blocks.{i}.resnets.{j}"),
                         bp.channels,
                         pad,
+                        tc,
                     )
                 })
                 .collect::<Result<Vec<_>>>()?;
-            blocks.push(UpBlock { upsampler, resnets });
+            let time_embedder = tc
+                .then(|| {
+                    TimeEmbedder::load(
+                        w,
+                        &format!("decoder.up_blocks.{i}.time_embedder"),
+                        4 * bp.channels,
+                    )
+                })
+                .transpose()?;
+            blocks.push(UpBlock {
+                upsampler,
+                resnets,
+                time_embedder,
+            });
         }
         let patch_out = cfg.out_channels * cfg.patch_size * cfg.patch_size * cfg.patch_size_t;
         Ok(Self {
@@ -584,7 +689,38 @@ impl VideoVaeDecoder {
             )?,
             latents_mean: w.get("latents_mean", &[cfg.latent_channels])?,
             latents_std: w.get("latents_std", &[cfg.latent_channels])?,
+            conditioning: if tc {
+                let multiplier = w
+                    .get("decoder.timestep_scale_multiplier", &[])?
+                    .to_dtype(DType::F32)?
+                    .to_scalar::<f32>()?;
+                Some(Conditioning {
+                    multiplier,
+                    mid: TimeEmbedder::load(
+                        w,
+                        "decoder.mid_block.time_embedder",
+                        4 * plan.mid_channels,
+                    )?,
+                    out: TimeEmbedder::load(w, "decoder.time_embedder", 2 * plan.out_channels)?,
+                    out_table: w.get("decoder.scale_shift_table", &[2, plan.out_channels])?,
+                })
+            } else {
+                None
+            },
+            decode_timestep: 0.0,
         })
+    }
+
+    /// Sets the timestep a timestep-conditioned decoder decodes at (diffusers' pipeline
+    /// default: 0). Ignored by an unconditioned decoder; must be finite.
+    pub fn with_decode_timestep(mut self, timestep: f32) -> Result<Self> {
+        if !timestep.is_finite() {
+            return Err(InferenceError::Input(format!(
+                "decode timestep must be finite, got {timestep}"
+            )));
+        }
+        self.decode_timestep = timestep;
+        Ok(self)
     }
 
     /// Canonical (name, shape) of every tensor the decoder reads, in load order.
@@ -598,9 +734,13 @@ impl VideoVaeDecoder {
             ));
             v.push((format!("{p}.bias"), vec![cout]));
         };
+        let tc = cfg.timestep_conditioning;
         let res = |v: &mut Vec<(String, Vec<usize>)>, p: &str, ch: usize| {
             conv(v, &format!("{p}.conv1.conv"), ch, ch);
             conv(v, &format!("{p}.conv2.conv"), ch, ch);
+            if tc {
+                v.push((format!("{p}.scale_shift_table"), vec![4, ch]));
+            }
         };
         conv(
             &mut v,
@@ -608,6 +748,13 @@ impl VideoVaeDecoder {
             cfg.latent_channels,
             plan.mid_channels,
         );
+        if tc {
+            TimeEmbedder::expected(
+                &mut v,
+                "decoder.mid_block.time_embedder",
+                4 * plan.mid_channels,
+            );
+        }
         for j in 0..plan.mid_layers {
             res(
                 &mut v,
@@ -616,6 +763,13 @@ impl VideoVaeDecoder {
             );
         }
         for (i, bp) in plan.blocks.iter().enumerate() {
+            if tc {
+                TimeEmbedder::expected(
+                    &mut v,
+                    &format!("decoder.up_blocks.{i}.time_embedder"),
+                    4 * bp.channels,
+                );
+            }
             if let Some(up) = &bp.upsampler {
                 conv(
                     &mut v,
@@ -639,6 +793,14 @@ impl VideoVaeDecoder {
             plan.out_channels,
             patch_out,
         );
+        if tc {
+            v.push(("decoder.timestep_scale_multiplier".into(), vec![]));
+            TimeEmbedder::expected(&mut v, "decoder.time_embedder", 2 * plan.out_channels);
+            v.push((
+                "decoder.scale_shift_table".into(),
+                vec![2, plan.out_channels],
+            ));
+        }
         v.push(("latents_mean".into(), vec![cfg.latent_channels]));
         v.push(("latents_std".into(), vec![cfg.latent_channels]));
         Ok(v)
@@ -717,21 +879,41 @@ impl VideoVaeDecoder {
             )));
         }
         let causal = self.cfg.decoder_causal;
-        let mut x = self.conv_in.forward(&z.to_dtype(self.dtype())?, causal)?;
+        let dtype = self.dtype();
+        let b = z.dim(0)?;
+        let mut x = self.conv_in.forward(&z.to_dtype(dtype)?, causal)?;
+        // One (multiplied) decode timestep per sample for a conditioned decoder.
+        let t = self
+            .conditioning
+            .as_ref()
+            .map(|c| vec![self.decode_timestep * c.multiplier; b]);
+        let embed = |e: Option<&TimeEmbedder>| -> Result<Option<Tensor>> {
+            match (e, &t) {
+                (Some(e), Some(t)) => Ok(Some(e.forward(t, z.device(), dtype)?)),
+                _ => Ok(None),
+            }
+        };
+        let temb = embed(self.conditioning.as_ref().map(|c| &c.mid))?;
         for r in &self.mid {
-            x = r.forward(&x, causal)?;
+            x = r.forward(&x, causal, temb.as_ref())?;
         }
         for block in &self.blocks {
+            let temb = embed(block.time_embedder.as_ref())?;
             if let Some(up) = &block.upsampler {
                 x = up.forward(&x, causal)?;
             }
             for r in &block.resnets {
-                x = r.forward(&x, causal)?;
+                x = r.forward(&x, causal, temb.as_ref())?;
             }
         }
-        let x = self
-            .conv_out
-            .forward(&per_channel_rms_norm(&x)?.silu()?, causal)?;
+        let mut x = per_channel_rms_norm(&x)?;
+        if let Some(c) = &self.conditioning
+            && let Some(temb) = embed(Some(&c.out))?
+        {
+            let m = modulation(&temb, &c.out_table)?;
+            x = modulate(&x, &m[0], &m[1])?;
+        }
+        let x = self.conv_out.forward(&x.silu()?, causal)?;
         Ok(self.unpatchify(&x)?.to_dtype(DType::F32)?)
     }
 
@@ -807,7 +989,7 @@ mod tests {
     #[test]
     fn unimplemented_variants_are_rejected() {
         let mut c = VaeConfig::ltx2();
-        c.timestep_conditioning = true;
+        c.decoder_inject_noise[0] = true;
         assert!(c.validate().is_err());
         let mut c = VaeConfig::ltx2();
         c.decoder_layers_per_block.pop();

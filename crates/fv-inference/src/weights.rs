@@ -125,7 +125,12 @@ pub fn canonical_vae_name(name: &str) -> Option<String> {
     if !original {
         return Some(n.to_string());
     }
-    let rest = rest.replace("res_blocks", "resnets");
+    // Timestep-conditioned decoders name their final embedder and table `last_*` in the
+    // original checkpoints (as LTX-Video's did).
+    let rest = rest
+        .replace("res_blocks", "resnets")
+        .replace("last_time_embedder", "time_embedder")
+        .replace("last_scale_shift_table", "scale_shift_table");
     let Some(blocks) = rest.strip_prefix("up_blocks.") else {
         return Some(format!("decoder.{rest}"));
     };

@@ -213,3 +213,58 @@ fn bad_model_paths_are_clear_errors() {
         .to_string();
     assert!(err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn a_timestep_conditioned_vae_decodes_at_the_chosen_timestep() {
+    // The tiny model with FastVideo's VAE setting: timestep embedders and scale/shift tables.
+    let (dir, _) = tiny_pipeline();
+    let mut vcfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("vae/config.json")).unwrap())
+            .unwrap();
+    vcfg["timestep_conditioning"] = serde_json::json!(true);
+    std::fs::write(dir.path().join("vae/config.json"), vcfg.to_string()).unwrap();
+    let cfg = fv_inference::VaeConfig::from_json(&vcfg.to_string()).unwrap();
+    let names = fv_inference::VideoVaeDecoder::expected_weights(&cfg).unwrap();
+    let mut tensors =
+        tiny::random_weights(&names, candle_core::DType::F32, &Device::Cpu, 9).unwrap();
+    tensors.insert(
+        "decoder.timestep_scale_multiplier".into(),
+        Tensor::new(1000f32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, dir.path().join("vae").join(tiny::WEIGHTS_FILE))
+        .unwrap();
+    let load = || Ltx2Pipeline::load(dir.path(), &Device::Cpu).unwrap();
+
+    let at = |t: f32, s: Option<f32>| {
+        let mut p = load().with_decode_timestep(t, s).unwrap();
+        bytes(&run(&mut p, &request(4)).unwrap().frames)
+    };
+    let plain = bytes(&run(&mut load(), &request(4)).unwrap().frames);
+    assert_eq!(
+        plain,
+        at(0.0, None),
+        "the default is timestep 0 without noise"
+    );
+    let t = at(0.05, Some(0.0));
+    assert_ne!(plain, t, "the timestep reaches the decoder");
+    assert_eq!(t, at(0.05, Some(0.0)), "deterministic");
+    assert_ne!(
+        t,
+        at(0.05, None),
+        "noise scale defaults to the timestep and changes the video"
+    );
+    for bad in [-0.1, 1.5, f32::NAN] {
+        assert!(load().with_decode_timestep(bad, None).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn an_unconditioned_vae_ignores_the_decode_timestep() {
+    let (_dir, p) = tiny_pipeline();
+    let mut q = p.clone().with_decode_timestep(0.5, Some(0.5)).unwrap();
+    let mut p = p;
+    assert_eq!(
+        bytes(&run(&mut p, &request(2)).unwrap().frames),
+        bytes(&run(&mut q, &request(2)).unwrap().frames)
+    );
+}

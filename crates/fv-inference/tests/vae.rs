@@ -17,14 +17,20 @@ struct Tiny {
 }
 
 fn tiny() -> Tiny {
-    let text = std::fs::read_to_string(fixture("vae_tiny.json")).unwrap();
+    load_tiny("vae_tiny")
+}
+
+/// `{name}.json` + `{name}.safetensors` from tests/fixtures.
+fn load_tiny(name: &str) -> Tiny {
+    let text = std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cfg = VaeConfig::from_json(&json["model"].to_string()).expect("config parses");
     let d = &json["decode"];
     let get = |k: &str| d[k].as_u64().unwrap() as usize;
     let names = json["names"]
         .as_array()
-        .unwrap()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
         .iter()
         .map(|p| {
             (
@@ -37,8 +43,11 @@ fn tiny() -> Tiny {
         cfg,
         grid: (get("num_frames"), get("height"), get("width")),
         names,
-        tensors: candle_core::safetensors::load(fixture("vae_tiny.safetensors"), &Device::Cpu)
-            .unwrap(),
+        tensors: candle_core::safetensors::load(
+            fixture(&format!("{name}.safetensors")),
+            &Device::Cpu,
+        )
+        .unwrap(),
     }
 }
 
@@ -216,4 +225,81 @@ fn one_single_file_checkpoint_feeds_both_the_transformer_and_the_vae() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("bad.safetensors"), "{err}");
+}
+
+#[test]
+fn timestep_conditioned_decoder_matches_reference() {
+    // FastVideo's setting: per-block timestep embedders, per-resnet scale/shift tables, a final
+    // table and the timestep multiplier.
+    let t = load_tiny("vae_tiny_tc");
+    assert!(t.cfg.timestep_conditioning);
+    let text = std::fs::read_to_string(fixture("vae_tiny_tc.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let timestep = json["decode"]["timestep"].as_f64().unwrap() as f32;
+    let w = weights(&t);
+    // The decoder reads exactly the reference's decoder tensors, no more, no fewer.
+    let mut expected: Vec<String> = VideoVaeDecoder::expected_weights(&t.cfg)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    expected.sort();
+    let mut present: Vec<String> = w.names().into_iter().map(str::to_string).collect();
+    present.sort();
+    assert_eq!(expected, present);
+
+    let (f, h, g) = t.grid;
+    let decode = |ts: f32| {
+        VideoVaeDecoder::new(&t.cfg, &w)
+            .unwrap()
+            .with_decode_timestep(ts)
+            .unwrap()
+            .decode_tokens(&t.tensors["input.tokens"], f, h, g)
+            .unwrap()
+    };
+    let out = decode(timestep);
+    let err = max_abs_diff(&out, &t.tensors["output.sample"]);
+    println!("vae (timestep-conditioned, t = {timestep}) decode max abs error: {err:e}");
+    assert!(err <= 1e-4, "differs by {err}");
+    let at_zero = decode(0.0);
+    assert!(max_abs_diff(&at_zero, &t.tensors["output.sample_t0"]) <= 1e-4);
+    assert!(
+        max_abs_diff(&out, &at_zero) > 1e-2,
+        "the timestep must matter"
+    );
+    assert!(
+        VideoVaeDecoder::new(&t.cfg, &w)
+            .unwrap()
+            .with_decode_timestep(f32::NAN)
+            .is_err()
+    );
+    // A conditioned config without its embedder weights is a load error naming the tensor.
+    let partial = Weights::from_vae_tensors(
+        t.tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with("decoder.") && !k.contains("time_embedder"))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    )
+    .unwrap();
+    let err = VideoVaeDecoder::new(&t.cfg, &partial)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("time_embedder") || err.contains("latents"),
+        "{err}"
+    );
+    // The original checkpoints' `last_*` names map onto the decoder-level embedder and table.
+    assert_eq!(
+        canonical_vae_name("vae.decoder.last_time_embedder.timestep_embedder.linear_1.weight")
+            .as_deref(),
+        Some("decoder.time_embedder.timestep_embedder.linear_1.weight")
+    );
+    assert_eq!(
+        canonical_vae_name("vae.decoder.last_scale_shift_table").as_deref(),
+        Some("decoder.scale_shift_table")
+    );
+    assert_eq!(
+        canonical_vae_name("vae.decoder.up_blocks.2.res_blocks.0.scale_shift_table").as_deref(),
+        Some("decoder.up_blocks.0.resnets.0.scale_shift_table")
+    );
 }
