@@ -33,6 +33,9 @@ bundle() {
     rm -rf "$out" && mkdir -p "$out/lib" "$out/fallback"
     # debug info is ~80 % of a debug test binary; the GPU host only runs it
     objcopy --strip-all "$bin" "$out/$name"
+    # gzip: the binary is mostly PTX text (49 MB → ~12 MB), and a device call carries 64 MiB
+    # in all. run.sh unpacks it on first use.
+    gzip -9 "$out/$name"
     cp -L "$c/lib/libcudart.so.13" "$out/lib/"   # 0.7 MB; any R580+ driver runs it
     # cuBLASLt alone is 540 MB, so cuBLAS/cuRAND can't travel. If the host lacks them, these
     # stand-ins let candle open the device (it creates a cuBLAS handle and a cuRAND generator
@@ -110,6 +113,10 @@ if [[ $missing == 1 ]]; then
 fi
 export LD_LIBRARY_PATH="$(IFS=:; echo "${dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+if [[ ! -x "$here/$BIN_NAME" ]]; then
+    gunzip -c "$here/$BIN_NAME.gz" >"$here/$BIN_NAME" && chmod +x "$here/$BIN_NAME" \
+        || { echo "cannot unpack $here/$BIN_NAME.gz" >&2; exit 1; }
+fi
 echo "== libraries $BIN_NAME resolves"
 ldd "$here/$BIN_NAME" | grep -E 'cuda|cublas|curand|not found'
 echo "== $BIN_NAME (FV_REQUIRE_GPU=1: a missing GPU fails instead of skipping)"
