@@ -63,10 +63,13 @@ fn a_bad_config_exits_64_naming_the_key() {
 fn serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("router.yaml");
-    // Port 1: nothing listens there, so no replica becomes healthy.
+    // A listener that never answers: the replica's probes time out, so it never becomes
+    // healthy (a fixed "unused" port can be taken by anything on the machine).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let replica = silent.local_addr().unwrap();
     std::fs::write(
         &config,
-        "router:\n  replicas:\n    - url: http://127.0.0.1:1\n",
+        format!("router:\n  replicas:\n    - url: http://{replica}\n"),
     )
     .unwrap();
     let mut child = bin()
@@ -99,4 +102,5 @@ fn serves_and_stops_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    drop(silent);
 }
