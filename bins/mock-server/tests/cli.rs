@@ -47,12 +47,14 @@ fn check_config_prints_the_effective_config() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
-    let mut child = Command::new(BIN)
-        .args(["--port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = fv_testkit::ChildGuard::new(
+        Command::new(BIN)
+            .args(["--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let stdout = child
         .stdout
         .take()

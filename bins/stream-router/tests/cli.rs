@@ -72,15 +72,17 @@ fn serves_and_stops_on_sigterm() {
         format!("router:\n  replicas:\n    - url: http://{replica}\n"),
     )
     .unwrap();
-    let mut child = bin()
-        .arg("--config")
-        .arg(&config)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fv_testkit::ChildGuard::new(
+        bin()
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
