@@ -72,7 +72,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = Server::bind(config, deps, options).await?;
     let addr = server.local_addr()?;
     tracing::info!("mock server listening on http://{addr}/ (WebSocket /v1/stream)");
-    println!("listening on http://{addr}/");
+    fv_runtime::announce(&format!("listening on http://{addr}/"));
     server.serve(fv_server::shutdown_signal()).await?;
     Ok(())
 }

@@ -96,3 +96,47 @@ async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
     assert!(exit.success(), "{exit:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_closed_stderr_neither_crashes_nor_blocks_shutdown() -> anyhow::Result<()> {
+    // A log collector that went away: every log write fails with EPIPE.
+    let mut child = fv_testkit::ChildGuard::new(
+        Command::new(BIN)
+            .args(["--port", "0"])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    drop(child.stderr.take());
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    // Serving logs at debug level: a session's worth of log writes, all failing.
+    let mut c = Client::connect(&format!("ws://{addr}/v1/stream")).await?;
+    c.init().await?;
+    drop(c);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let mut exit = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait()? {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exit = exit.ok_or_else(|| anyhow::anyhow!("no exit within 10 s of SIGTERM"))?;
+    assert!(exit.success(), "{exit:?}");
+    Ok(())
+}

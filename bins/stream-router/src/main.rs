@@ -52,7 +52,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let router = fv_router::Router::bind(config).await?;
     let addr = router.local_addr()?;
     tracing::info!("router listening on http://{addr}/ (WebSocket /v1/stream)");
-    println!("listening on http://{addr}/");
+    fv_runtime::announce(&format!("listening on http://{addr}/"));
     router.serve(fv_router::shutdown_signal()).await?;
     Ok(())
 }

@@ -93,7 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let server = Server::bind(config, deps, options).await?;
     let addr = server.local_addr()?;
-    println!("listening on http://{addr}/");
+    fv_runtime::announce(&format!("listening on http://{addr}/"));
     server.serve(fv_server::shutdown_signal()).await?;
     Ok(())
 }

@@ -30,6 +30,7 @@ pub mod config;
 
 use std::error::Error;
 use std::fmt;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// Exit status of a binary whose configuration was refused before anything was bound
@@ -76,13 +77,27 @@ pub async fn shutdown_signal() {
 ///
 /// Returns `false`, changing nothing, when a global subscriber is already installed.
 pub fn init_tracing() -> bool {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in collected log files.
+        .with_ansi(std::io::stderr().is_terminal())
+        // A failed log write (stderr closed: the log collector went away) must not take the
+        // server down; by default the subscriber reports it on stderr, which panics.
+        .log_internal_errors(false)
         .try_init()
         .is_ok()
+}
+
+/// Prints one line on stdout (e.g. `listening on ...`, which scripts and tests wait for)
+/// without panicking when stdout is closed, as `println!` would.
+pub fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// [`EXIT_CONFIG`] when `config_error`, else [`EXIT_FAILURE`].
@@ -108,7 +123,8 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", failure_line(program, &e));
+            // Not `eprintln!`: a closed stderr must not turn an error exit into a panic.
+            let _ = writeln!(std::io::stderr(), "{}", failure_line(program, &e));
             classify(e.as_ref())
         }
     }

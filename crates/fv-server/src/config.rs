@@ -1440,7 +1440,7 @@ const WARMUP: &[Field] = &[
     f("enabled", Kind::Bool).used("Run one generation per worker before `/readyz` says ready."),
     f("prompt", Kind::Str).used("Prompt of the warm-up generation (not blank when enabled)."),
     f("timeout_seconds", int(1, 86_400))
-        .used("Longest the warm-up may take; after it `/readyz` reports `warmup_failed` (still 503) and an error is logged."),
+        .used("Longest the warm-up may take; after it (or as soon as every worker failed its warm-up) `/readyz` reports `warmup_failed` (still 503) and an error is logged."),
 ];
 
 const POOL: &[Field] = &[

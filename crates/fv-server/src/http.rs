@@ -129,7 +129,10 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-pub(crate) async fn metrics() -> Response {
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Sampled at scrape time: the pool knows its queue exactly, whereas updates pushed from
+    // sessions would miss the ones that leave the queue.
+    metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(state.deps.pool.status().queue_depth as f64);
     match crate::metrics::handle() {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
