@@ -640,20 +640,20 @@ impl Driver {
                 if let Some(first) = done.first_media_ms {
                     metrics::histogram!(m::FIRST_MEDIA_SECONDS).record(first / 1000.0);
                 }
-                self.log.event(
-                    "segment",
-                    json!({
-                        "segment_idx": done.segment_idx,
-                        "prompt": done.prompt,
-                        "frames": done.frames,
-                        "chunks": done.chunks,
-                        "bytes": done.bytes,
-                        "generation_ms": done.generation_ms,
-                        "encode_ms": done.encode_ms,
-                        "first_media_ms": done.first_media_ms,
-                        "e2e_ms": done.e2e_ms,
-                    }),
-                );
+                // Through the session log's own record: prompts are cut to its limit there.
+                self.log.segment(&fv_session::SegmentRecord {
+                    segment_idx: done.segment_idx,
+                    prompt: done.prompt.clone(),
+                    // The session holds its worker from `gpu_assigned` on.
+                    queue_ms: None,
+                    generate_ms: done.generation_ms,
+                    encode_ms: done.encode_ms,
+                    first_media_ms: done.first_media_ms,
+                    e2e_ms: done.e2e_ms,
+                    frames: done.frames,
+                    chunks: done.chunks,
+                    bytes: done.bytes,
+                });
                 self.stream_time_ms += done.duration_ms;
                 let stored = match done.state {
                     Some(state) => {

@@ -188,7 +188,7 @@ async fn session_events_are_logged_as_jsonl() -> anyhow::Result<()> {
         .find(|e| e["event"] == "segment")
         .expect("segment");
     assert_eq!(segment["payload"]["prompt"], "logged prompt");
-    assert!(segment["payload"]["generation_ms"].as_f64().is_some());
+    assert!(segment["payload"]["generate_ms"].as_f64().is_some());
     assert!(segment["payload"]["encode_ms"].as_f64().is_some());
     let end = events
         .iter()

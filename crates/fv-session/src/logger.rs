@@ -104,15 +104,20 @@ pub fn sanitize_id(session_id: &str) -> String {
 pub struct SegmentRecord {
     pub segment_idx: u32,
     pub prompt: String,
-    /// Time waiting for a worker.
-    pub queue_ms: f64,
+    /// Time this segment waited for a worker; `None` (omitted from the log) when the session
+    /// already held one, as fv-server's sessions do from `gpu_assigned` on.
+    pub queue_ms: Option<f64>,
     /// Time the generator ran.
     pub generate_ms: f64,
     /// Time spent encoding that did not overlap generation.
     pub encode_ms: f64,
+    /// Request received → first media byte sent, when any was.
+    pub first_media_ms: Option<f64>,
     /// Request received → last media byte sent.
     pub e2e_ms: f64,
     pub frames: u32,
+    /// Binary media messages (init segment + fragments) sent.
+    pub chunks: u32,
     /// Media bytes sent to the client.
     pub bytes: u64,
 }
@@ -193,15 +198,21 @@ impl SessionLog {
         let mut payload = json!({
             "segment_idx": record.segment_idx,
             "prompt": prompt,
-            "queue_ms": record.queue_ms,
             "generate_ms": record.generate_ms,
             "encode_ms": record.encode_ms,
+            "first_media_ms": record.first_media_ms,
             "e2e_ms": record.e2e_ms,
             "frames": record.frames,
+            "chunks": record.chunks,
             "bytes": record.bytes,
         });
-        if truncated && let Value::Object(map) = &mut payload {
-            map.insert("prompt_truncated".into(), Value::Bool(true));
+        if let Value::Object(map) = &mut payload {
+            if let Some(q) = record.queue_ms {
+                map.insert("queue_ms".into(), json!(q));
+            }
+            if truncated {
+                map.insert("prompt_truncated".into(), Value::Bool(true));
+            }
         }
         self.event("segment", payload);
     }

@@ -71,11 +71,13 @@ fn helpers_write_the_documented_payloads() {
     log.segment(&SegmentRecord {
         segment_idx: 0,
         prompt: "a cat".into(),
-        queue_ms: 1.5,
+        queue_ms: Some(1.5),
         generate_ms: 200.0,
         encode_ms: 10.25,
+        first_media_ms: Some(35.5),
         e2e_ms: 220.0,
         frames: 121,
+        chunks: 5,
         bytes: 65_536,
     });
     log.error("worker_failed", "boom");
@@ -104,7 +106,8 @@ fn helpers_write_the_documented_payloads() {
         lines[1]["payload"],
         json!({
             "segment_idx": 0, "prompt": "a cat", "queue_ms": 1.5, "generate_ms": 200.0,
-            "encode_ms": 10.25, "e2e_ms": 220.0, "frames": 121, "bytes": 65_536,
+            "encode_ms": 10.25, "first_media_ms": 35.5, "e2e_ms": 220.0, "frames": 121,
+            "chunks": 5, "bytes": 65_536,
         })
     );
     assert_eq!(
@@ -129,6 +132,8 @@ fn long_prompts_are_truncated_and_marked() {
     let prompt = lines[0]["payload"]["prompt"].as_str().expect("prompt");
     assert_eq!(prompt.len(), MAX_LOGGED_PROMPT_BYTES);
     assert_eq!(lines[0]["payload"]["prompt_truncated"], true);
+    // No queue wait to report: the key is left out rather than logged as 0.
+    assert!(lines[0]["payload"].get("queue_ms").is_none());
 }
 
 #[test]
