@@ -8,6 +8,58 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mock-server");
 
+/// Starts the binary on port 0 at log level `log`, its stderr discarded or (`closed_stderr`)
+/// a pipe closed at once; returns it with the address from its `listening on` line.
+fn start(log: &str, closed_stderr: bool) -> anyhow::Result<(fv_testkit::ChildGuard, String)> {
+    let mut child = fv_testkit::ChildGuard::new(
+        Command::new(BIN)
+            .args(["--port", "0"])
+            .env("RUST_LOG", log)
+            .stdout(Stdio::piped())
+            .stderr(if closed_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .spawn()?,
+    );
+    drop(child.stderr.take());
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    Ok((child, addr))
+}
+
+/// Sends SIGTERM.
+fn terminate(child: &fv_testkit::ChildGuard) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill failed");
+    Ok(())
+}
+
+/// The exit status within 10 s, else `None`.
+async fn exit_within_10s(
+    child: &mut fv_testkit::ChildGuard,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
+}
+
 #[test]
 fn a_bad_config_exits_64_and_names_the_key() -> anyhow::Result<()> {
     let mut file = tempfile::Builder::new().suffix(".yaml").tempfile()?;
@@ -47,32 +99,11 @@ fn check_config_prints_the_effective_config() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
-    let mut child = fv_testkit::ChildGuard::new(
-        Command::new(BIN)
-            .args(["--port", "0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .map(|a| a.trim_end_matches('/').to_string())
-        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    let (mut child, addr) = start("warn", false)?;
     let result = async {
         let mut c = Client::connect(&format!("ws://{addr}/v1/stream")).await?;
         c.init().await?;
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()?;
-        assert!(status.success());
+        terminate(&child)?;
         let end = c.recv_until("ltx2_stream_complete").await?;
         assert_eq!(end["reason"], "stop_requested");
         let (code, reason) = c.expect_close().await?;
@@ -80,17 +111,7 @@ async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let mut exit = None;
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait()? {
-            exit = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if exit.is_none() {
-        let _ = child.kill();
-    }
+    let exit = exit_within_10s(&mut child).await?;
     result?;
     let exit = exit.ok_or_else(|| anyhow::anyhow!("mock-server did not exit after SIGTERM"))?;
     assert!(exit.success(), "{exit:?}");
@@ -100,43 +121,15 @@ async fn sigterm_drains_sessions_and_exits_cleanly() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_closed_stderr_neither_crashes_nor_blocks_shutdown() -> anyhow::Result<()> {
     // A log collector that went away: every log write fails with EPIPE.
-    let mut child = fv_testkit::ChildGuard::new(
-        Command::new(BIN)
-            .args(["--port", "0"])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?,
-    );
-    drop(child.stderr.take());
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .map(|a| a.trim_end_matches('/').to_string())
-        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    let (mut child, addr) = start("debug", true)?;
     // Serving logs at debug level: a session's worth of log writes, all failing.
     let mut c = Client::connect(&format!("ws://{addr}/v1/stream")).await?;
     c.init().await?;
     drop(c);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    assert!(status.success());
-    let mut exit = None;
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait()? {
-            exit = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let exit = exit.ok_or_else(|| anyhow::anyhow!("no exit within 10 s of SIGTERM"))?;
+    terminate(&child)?;
+    let exit = exit_within_10s(&mut child)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no exit within 10 s of SIGTERM"))?;
     assert!(exit.success(), "{exit:?}");
     Ok(())
 }

@@ -100,47 +100,65 @@ def init_decoder(vae, gen: torch.Generator) -> None:
                 raise SystemExit(f"unhandled decoder parameter {name} {tuple(p.shape)}")
 
 
-def main() -> None:
+def build(cfg: dict, seed: int):
+    """The tiny VAE with seeded decoder weights and statistics, plus seeded latent tokens."""
     torch.manual_seed(0)
-    vae = AutoencoderKLLTX2Video(**TINY).eval()
-    gen = torch.Generator().manual_seed(4321)
+    vae = AutoencoderKLLTX2Video(**cfg).eval()
+    gen = torch.Generator().manual_seed(seed)
     init_decoder(vae, gen)
     with torch.no_grad():
-        c = TINY["latent_channels"]
+        c = cfg["latent_channels"]
         vae.latents_mean.copy_(0.5 * torch.randn(c, generator=gen))
         vae.latents_std.copy_(0.5 + torch.rand(c, generator=gen))
-
     f, h, w = GRID["num_frames"], GRID["height"], GRID["width"]
-    tokens = torch.randn(BATCH, f * h * w, TINY["latent_channels"], generator=gen)
+    tokens = torch.randn(BATCH, f * h * w, cfg["latent_channels"], generator=gen)
+    return vae, tokens
+
+
+def decode(vae, tokens, temb=None, causal=None):
+    """The pipeline's path: unpack tokens -> de-normalise -> `vae.decode`."""
+    f, h, w = GRID["num_frames"], GRID["height"], GRID["width"]
     with torch.no_grad():
         z = LTX2Pipeline._unpack_latents(tokens, f, h, w, 1, 1)
         z = LTX2Pipeline._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-        out = vae.decode(z, None, return_dict=False)[0]
-        causal = vae.decode(z, None, causal=True, return_dict=False)[0]
-    print(f"vae: out {tuple(out.shape)}, max |x| = {out.abs().max():.3f}, "
-          f"causal differs by {(out - causal).abs().max():.3f}")
+        return vae.decode(z, temb, causal=causal, return_dict=False)[0]
 
+
+def save(name: str, cfg: dict, vae, tokens, outputs: dict, decode_meta: dict, extra: dict) -> dict:
+    """Writes `{name}.safetensors` (decoder weights, statistics, inputs, outputs) and
+    `{name}.json`; returns the tensors written."""
     tensors = {k: v.contiguous() for k, v in vae.state_dict().items() if k.startswith("decoder.")}
     tensors["latents_mean"] = vae.latents_mean.clone()
     tensors["latents_std"] = vae.latents_std.clone()
     tensors["input.tokens"] = tokens
-    tensors["output.sample"] = out.contiguous()
-    save_file(tensors, os.path.join(OUT, "vae_tiny.safetensors"))
-    names = [(k, lightricks_vae_name(k)) for k in tensors if not k.startswith(("input.", "output."))]
+    tensors.update({f"output.{k}": v.contiguous() for k, v in outputs.items()})
+    save_file(tensors, os.path.join(OUT, f"{name}.safetensors"))
+    meta = {
+        "diffusers_version": diffusers.__version__,
+        "torch_version": torch.__version__,
+        "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "decode": dict(GRID, batch=BATCH, **decode_meta),
+        **extra,
+    }
+    with open(os.path.join(OUT, f"{name}.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    for suffix in (".safetensors", ".json"):
+        os.chmod(os.path.join(OUT, name + suffix), 0o644)
+    return tensors
+
+
+def main() -> None:
+    vae, tokens = build(TINY, 4321)
+    out = decode(vae, tokens)
+    causal = decode(vae, tokens, causal=True)
+    print(f"vae: out {tuple(out.shape)}, max |x| = {out.abs().max():.3f}, "
+          f"causal differs by {(out - causal).abs().max():.3f}")
+    stored = [k for k in vae.state_dict() if k.startswith("decoder.")] + ["latents_mean", "latents_std"]
+    names = [(k, lightricks_vae_name(k)) for k in stored]
     converted = convert_ltx2_vae_to_diffusers({lt: None for _, lt in names})
     if sorted(converted.keys()) != sorted(k for k, _ in names):
         raise SystemExit("lightricks_vae_name() does not invert diffusers' converter")
-    cfg = {
-        "diffusers_version": diffusers.__version__,
-        "torch_version": torch.__version__,
-        "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in TINY.items()},
-        "decode": dict(GRID, batch=BATCH),
-        "names": [list(p) for p in names],
-    }
-    with open(os.path.join(OUT, "vae_tiny.json"), "w") as fh:
-        json.dump(cfg, fh, indent=1)
-    for name in ("vae_tiny.safetensors", "vae_tiny.json"):
-        os.chmod(os.path.join(OUT, name), 0o644)
+    save("vae_tiny", TINY, vae, tokens, {"sample": out}, {}, {"names": [list(p) for p in names]})
     conditioned_fixture()
 
 
@@ -152,41 +170,14 @@ DECODE_TIMESTEP = 0.05
 def conditioned_fixture() -> None:
     """The same decoder with `timestep_conditioning=True` (FastVideo's setting): per-block
     timestep embedders, per-resnet scale/shift tables and a final one, the multiplier."""
-    torch.manual_seed(0)
     cfg = dict(TINY, timestep_conditioning=True)
-    vae = AutoencoderKLLTX2Video(**cfg).eval()
-    gen = torch.Generator().manual_seed(8765)
-    init_decoder(vae, gen)
-    with torch.no_grad():
-        c = TINY["latent_channels"]
-        vae.latents_mean.copy_(0.5 * torch.randn(c, generator=gen))
-        vae.latents_std.copy_(0.5 + torch.rand(c, generator=gen))
-    f, h, w = GRID["num_frames"], GRID["height"], GRID["width"]
-    tokens = torch.randn(BATCH, f * h * w, TINY["latent_channels"], generator=gen)
-    with torch.no_grad():
-        z = LTX2Pipeline._unpack_latents(tokens, f, h, w, 1, 1)
-        z = LTX2Pipeline._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-        out = vae.decode(z, torch.tensor([DECODE_TIMESTEP] * BATCH), return_dict=False)[0]
-        at_zero = vae.decode(z, torch.tensor([0.0] * BATCH), return_dict=False)[0]
+    vae, tokens = build(cfg, 8765)
+    out = decode(vae, tokens, torch.tensor([DECODE_TIMESTEP] * BATCH))
+    at_zero = decode(vae, tokens, torch.tensor([0.0] * BATCH))
     print(f"vae (timestep-conditioned): out {tuple(out.shape)}, timestep 0 differs by "
           f"{(out - at_zero).abs().max():.3f}")
-    tensors = {k: v.contiguous() for k, v in vae.state_dict().items() if k.startswith("decoder.")}
-    tensors["latents_mean"] = vae.latents_mean.clone()
-    tensors["latents_std"] = vae.latents_std.clone()
-    tensors["input.tokens"] = tokens
-    tensors["output.sample"] = out.contiguous()
-    tensors["output.sample_t0"] = at_zero.contiguous()
-    save_file(tensors, os.path.join(OUT, "vae_tiny_tc.safetensors"))
-    meta = {
-        "diffusers_version": diffusers.__version__,
-        "torch_version": torch.__version__,
-        "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-        "decode": dict(GRID, batch=BATCH, timestep=DECODE_TIMESTEP),
-    }
-    with open(os.path.join(OUT, "vae_tiny_tc.json"), "w") as fh:
-        json.dump(meta, fh, indent=1)
-    for name in ("vae_tiny_tc.safetensors", "vae_tiny_tc.json"):
-        os.chmod(os.path.join(OUT, name), 0o644)
+    save("vae_tiny_tc", cfg, vae, tokens, {"sample": out, "sample_t0": at_zero},
+         {"timestep": DECODE_TIMESTEP}, {})
 
 
 if __name__ == "__main__":
