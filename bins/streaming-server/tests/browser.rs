@@ -4,35 +4,29 @@
 //! under `CI`.
 #![allow(clippy::unwrap_used)]
 
-use fv_testkit::{TestServer, browser, test_config};
+mod common;
+
+use fv_testkit::browser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn player_page_plays_the_real_pipeline_in_headless_chromium() {
     if !browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    fv_inference::tiny::write_random_model(dir.path()).unwrap();
-    let pipeline =
-        fv_inference::Ltx2Pipeline::load(dir.path(), &fv_inference::Device::Cpu).unwrap();
-
-    let mut config = test_config();
-    config.generator.model_path = dir.path().display().to_string();
-    let s = &mut config.default_request.sampling;
-    // 25 frames (8k + 1) at 24 fps: just over a second per segment, so playback passes 1 s
-    // only once a second segment has arrived. 96x64 is 3x2 latents.
-    (
-        s.width,
-        s.height,
-        s.num_frames,
-        s.fps,
-        s.num_inference_steps,
-    ) = (96, 64, 25, 24, 2);
-    config.streaming.fragment_frames = 8;
-    config.streaming.pool.num_workers = Some(1);
-    let generators = vec![Box::new(pipeline) as Box<dyn fv_core::Generator>];
-    let deps = fv_server::deps_with_generators(&config, generators).unwrap();
-    let server = TestServer::start_with(config, deps).await.unwrap();
+    let (_dir, server) = common::tiny_model_server(|config| {
+        let s = &mut config.default_request.sampling;
+        // 25 frames (8k + 1) at 24 fps: just over a second per segment, so playback passes 1 s
+        // only once a second segment has arrived. 96x64 is 3x2 latents.
+        (
+            s.width,
+            s.height,
+            s.num_frames,
+            s.fps,
+            s.num_inference_steps,
+        ) = (96, 64, 25, 24, 2);
+        config.streaming.fragment_frames = 8;
+    })
+    .await;
 
     let summary = browser::play(server.addr)
         .await

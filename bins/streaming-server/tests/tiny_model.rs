@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use fv_server::config::ServeConfig;
-use fv_testkit::{TestServer, decode_fmp4, test_config};
+mod common;
+
+use fv_testkit::decode_fmp4;
 use std::path::Path;
 
 fn repo_root() -> &'static Path {
@@ -15,19 +17,11 @@ fn repo_root() -> &'static Path {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_one_real_segment_from_the_tiny_model() {
-    let dir = tempfile::tempdir().unwrap();
-    fv_inference::tiny::write_random_model(dir.path()).unwrap();
-    let pipeline =
-        fv_inference::Ltx2Pipeline::load(dir.path(), &fv_inference::Device::Cpu).unwrap();
-
-    let mut config = test_config();
-    config.generator.model_path = dir.path().display().to_string();
-    let s = &mut config.default_request.sampling;
-    (s.width, s.height, s.num_frames, s.num_inference_steps) = (64, 96, 9, 2);
-    config.streaming.pool.num_workers = Some(1);
-    let generators = vec![Box::new(pipeline) as Box<dyn fv_core::Generator>];
-    let deps = fv_server::deps_with_generators(&config, generators).unwrap();
-    let server = TestServer::start_with(config, deps).await.unwrap();
+    let (_dir, server) = common::tiny_model_server(|config| {
+        let s = &mut config.default_request.sampling;
+        (s.width, s.height, s.num_frames, s.num_inference_steps) = (64, 96, 9, 2);
+    })
+    .await;
 
     let mut client = server.connect().await.unwrap();
     client.init().await.unwrap();
