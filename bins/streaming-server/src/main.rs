@@ -102,15 +102,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn open_device(device: Option<ModelDevice>) -> anyhow::Result<Device> {
     match device {
         None | Some(ModelDevice::Cpu) => Ok(Device::Cpu),
-        Some(ModelDevice::Cuda(ordinal)) => Device::new_cuda(ordinal).with_context(|| {
-            if cfg!(feature = "cuda") {
-                format!("generator.device: cannot open CUDA device {ordinal}")
-            } else {
-                format!(
-                    "generator.device: cuda:{ordinal} asked for, but this streaming-server was \
-                     built without CUDA (rebuild with `--features cuda`, see docs/cuda.md)"
-                )
-            }
-        }),
+        Some(ModelDevice::Cuda(ordinal)) => {
+            Ok(fv_inference::open_cuda(ordinal).context("generator.device")?)
+        }
     }
 }

@@ -101,14 +101,7 @@ fn open_device(name: &str) -> Result<Device, String> {
             .ok_or_else(|| format!("bad device {name:?}"))?,
         None => return Err(format!("device must be cpu, cuda or cuda:N, got {name:?}")),
     };
-    Device::new_cuda(ordinal).map_err(|e| {
-        let hint = if cfg!(feature = "cuda") {
-            "is there a GPU and an R580+ driver?"
-        } else {
-            "a build without `--features cuda` has no GPU support"
-        };
-        format!("cannot open {name}: {e} ({hint})")
-    })
+    fv_inference::open_cuda(ordinal).map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "cuda")]

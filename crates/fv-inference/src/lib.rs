@@ -75,5 +75,20 @@ pub enum InferenceError {
     Cancelled,
 }
 
+/// Opens CUDA device `ordinal`. The error says whether this build has CUDA at all (the
+/// `cuda` feature) or the device could not be opened.
+pub fn open_cuda(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| {
+        InferenceError::Config(if cfg!(feature = "cuda") {
+            format!("cannot open CUDA device {ordinal}: {e} (is there a GPU and an R580+ driver?)")
+        } else {
+            format!(
+                "CUDA device {ordinal} asked for, but fv-inference was built without CUDA \
+                 (rebuild with `--features cuda`, see docs/cuda.md)"
+            )
+        })
+    })
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, InferenceError>;
