@@ -12,18 +12,18 @@ use crate::{InferenceError, Result};
 use candle_core::{D, DType, Device, Tensor};
 
 /// Channels of the sinusoidal timestep features fed to the timestep MLP.
-pub(crate) const TIMESTEP_FEATURES: usize = 256;
+const TIMESTEP_FEATURES: usize = 256;
 /// Additive bias for masked-out text tokens (the reference uses a finite value, not −∞).
 const MASK_BIAS: f64 = -10000.0;
 
 #[derive(Debug, Clone)]
-pub(crate) struct Linear {
+struct Linear {
     weight_t: Tensor,
     bias: Tensor,
 }
 
 impl Linear {
-    pub(crate) fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
+    fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
             weight_t: w
                 .get(&format!("{prefix}.weight"), &[out_dim, in_dim])?
@@ -33,7 +33,7 @@ impl Linear {
     }
 
     /// `x[..., in] → [..., out]`.
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = dims.last().copied().unwrap_or(0);
         let rows = x.elem_count() / in_dim.max(1);
@@ -78,7 +78,7 @@ fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
 
 /// Sinusoidal timestep features `[N, 256]`, `[cos | sin]` order, computed in f32 with the
 /// reference's operation order (`exp(−ln(10⁴)·i / 128)`, then `t · freq`).
-pub(crate) fn timestep_features(timesteps: &[f32], device: &Device) -> Result<Tensor> {
+fn timestep_features(timesteps: &[f32], device: &Device) -> Result<Tensor> {
     let half = TIMESTEP_FEATURES / 2;
     let neg_log = -(10000f64.ln()) as f32;
     let freqs: Vec<f32> = (0..half)
@@ -96,39 +96,61 @@ pub(crate) fn timestep_features(timesteps: &[f32], device: &Device) -> Result<Te
     )?)
 }
 
+/// Timestep → `[N, dim]` embedding: the sinusoidal features (f32, angles up to 1000 rad),
+/// then linear → SiLU → linear in the weights' dtype. diffusers' `TimestepEmbedding`, used
+/// by the transformer's AdaLN-single and by a timestep-conditioned VAE decoder
+/// (`PixArtAlphaCombinedTimestepSizeEmbeddings` without size conditions).
+#[derive(Debug, Clone)]
+pub(crate) struct TimeEmbedder {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+impl TimeEmbedder {
+    /// Reads `{prefix}.timestep_embedder.linear_{1,2}`.
+    pub(crate) fn load(w: &Weights, prefix: &str, dim: usize) -> Result<Self> {
+        let p = format!("{prefix}.timestep_embedder");
+        Ok(Self {
+            linear_1: Linear::load(w, &format!("{p}.linear_1"), TIMESTEP_FEATURES, dim)?,
+            linear_2: Linear::load(w, &format!("{p}.linear_2"), dim, dim)?,
+        })
+    }
+
+    /// The (name, shape) pairs [`load`](Self::load) reads, in load order.
+    pub(crate) fn expected(v: &mut Vec<(String, Vec<usize>)>, prefix: &str, dim: usize) {
+        let p = format!("{prefix}.timestep_embedder");
+        v.push((format!("{p}.linear_1.weight"), vec![dim, TIMESTEP_FEATURES]));
+        v.push((format!("{p}.linear_1.bias"), vec![dim]));
+        v.push((format!("{p}.linear_2.weight"), vec![dim, dim]));
+        v.push((format!("{p}.linear_2.bias"), vec![dim]));
+    }
+
+    /// `[N, dim]` for one timestep (in model units) per sample.
+    pub(crate) fn forward(&self, timesteps: &[f32], device: &Device) -> Result<Tensor> {
+        let feats = timestep_features(timesteps, device)?.to_dtype(self.linear_1.bias.dtype())?;
+        self.linear_2
+            .forward(&self.linear_1.forward(&feats)?.silu()?)
+    }
+}
+
 /// AdaLN-single: timestep → embedding `[N, dim]` and `n_mod` modulation vectors.
 #[derive(Debug, Clone)]
 struct AdaLnSingle {
-    linear_1: Linear,
-    linear_2: Linear,
+    emb: TimeEmbedder,
     linear: Linear,
 }
 
 impl AdaLnSingle {
     fn load(w: &Weights, prefix: &str, dim: usize, n_mod: usize) -> Result<Self> {
         Ok(Self {
-            linear_1: Linear::load(
-                w,
-                &format!("{prefix}.emb.timestep_embedder.linear_1"),
-                TIMESTEP_FEATURES,
-                dim,
-            )?,
-            linear_2: Linear::load(
-                w,
-                &format!("{prefix}.emb.timestep_embedder.linear_2"),
-                dim,
-                dim,
-            )?,
+            emb: TimeEmbedder::load(w, &format!("{prefix}.emb"), dim)?,
             linear: Linear::load(w, &format!("{prefix}.linear"), dim, n_mod * dim)?,
         })
     }
 
     /// Returns (modulation `[N, n_mod·dim]`, embedded timestep `[N, dim]`).
     fn forward(&self, timesteps: &[f32], device: &Device) -> Result<(Tensor, Tensor)> {
-        // Features in f32 (angles up to 1000 rad), then the MLP in the model dtype.
-        let feats = timestep_features(timesteps, device)?.to_dtype(self.linear_1.bias.dtype())?;
-        let h = self.linear_1.forward(&feats)?.silu()?;
-        let emb = self.linear_2.forward(&h)?;
+        let emb = self.emb.forward(timesteps, device)?;
         let modulation = self.linear.forward(&emb.silu()?)?;
         Ok((modulation, emb))
     }
@@ -404,18 +426,7 @@ impl Ltx2VideoTransformer {
             dim,
         );
         lin(&mut v, "caption_projection.linear_2", dim, dim);
-        lin(
-            &mut v,
-            "time_embed.emb.timestep_embedder.linear_1",
-            TIMESTEP_FEATURES,
-            dim,
-        );
-        lin(
-            &mut v,
-            "time_embed.emb.timestep_embedder.linear_2",
-            dim,
-            dim,
-        );
+        TimeEmbedder::expected(&mut v, "time_embed.emb", dim);
         lin(&mut v, "time_embed.linear", dim, 6 * dim);
         for i in 0..cfg.num_layers {
             let p = format!("transformer_blocks.{i}");

@@ -9,10 +9,10 @@
 //! [`VaeConfig::validate`]): timestep conditioning, noise injection and up blocks whose channel
 //! count changes inside the block (`conv_in`), none of which the LTX-2.0 release uses.
 
-use crate::transformer::{Linear, TIMESTEP_FEATURES, timestep_features};
+use crate::transformer::TimeEmbedder;
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use serde::Deserialize;
 
 /// The RMS norm epsilon of diffusers' `PerChannelRMSNorm` (fixed, not configurable there).
@@ -501,40 +501,6 @@ fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?)
 }
 
-/// The timestep MLP of a conditioned decoder (diffusers'
-/// `PixArtAlphaCombinedTimestepSizeEmbeddings` without size conditions): the transformer's
-/// sinusoidal features, then linear → SiLU → linear.
-#[derive(Debug, Clone)]
-struct TimeEmbedder {
-    linear_1: Linear,
-    linear_2: Linear,
-}
-
-impl TimeEmbedder {
-    fn load(w: &Weights, prefix: &str, dim: usize) -> Result<Self> {
-        let p = format!("{prefix}.timestep_embedder");
-        Ok(Self {
-            linear_1: Linear::load(w, &format!("{p}.linear_1"), TIMESTEP_FEATURES, dim)?,
-            linear_2: Linear::load(w, &format!("{p}.linear_2"), dim, dim)?,
-        })
-    }
-
-    fn expected(v: &mut Vec<(String, Vec<usize>)>, prefix: &str, dim: usize) {
-        let p = format!("{prefix}.timestep_embedder");
-        v.push((format!("{p}.linear_1.weight"), vec![dim, TIMESTEP_FEATURES]));
-        v.push((format!("{p}.linear_1.bias"), vec![dim]));
-        v.push((format!("{p}.linear_2.weight"), vec![dim, dim]));
-        v.push((format!("{p}.linear_2.bias"), vec![dim]));
-    }
-
-    /// `[B, dim]` for one (already multiplied) timestep per sample, in `dtype`.
-    fn forward(&self, t: &[f32], device: &Device, dtype: DType) -> Result<Tensor> {
-        let feats = timestep_features(t, device)?.to_dtype(dtype)?;
-        self.linear_2
-            .forward(&self.linear_1.forward(&feats)?.silu()?)
-    }
-}
-
 /// Depth-to-space `[B, C·s0·s1·s2, T, H, W] → [B, C, T·s0, H·s1, W·s2]`, channel-major
 /// (the stride sub-positions are the minor channel indices).
 fn depth_to_space(x: &Tensor, stride: [usize; 3]) -> Result<Tensor> {
@@ -889,7 +855,7 @@ impl VideoVaeDecoder {
             .map(|c| vec![self.decode_timestep * c.multiplier; b]);
         let embed = |e: Option<&TimeEmbedder>| -> Result<Option<Tensor>> {
             match (e, &t) {
-                (Some(e), Some(t)) => Ok(Some(e.forward(t, z.device(), dtype)?)),
+                (Some(e), Some(t)) => Ok(Some(e.forward(t, z.device())?)),
                 _ => Ok(None),
             }
         };
