@@ -38,18 +38,12 @@ fn main() -> Result<(), GenerateError> {
     });
     let mut request = GenerationRequest {
         session_id: "example".into(),
-        segment_idx: 0,
-        prompt: "a red fox in the snow".into(),
-        negative_prompt: None,
         seed: 42,
         num_inference_steps: 4,
-        guidance_scale: 1.0,
         width: 64,
         height: 32,
         num_frames: 20,
-        fps: 24,
-        image_path: None,
-        state: None,
+        ..GenerationRequest::new("a red fox in the snow")
     };
 
     // Two segments; each feeds its continuation state into the next request.

@@ -77,19 +77,11 @@
 //! }
 //!
 //! let request = GenerationRequest {
-//!     session_id: "s1".into(),
-//!     segment_idx: 0,
-//!     prompt: "night".into(),
-//!     negative_prompt: None,
-//!     seed: 0,
 //!     num_inference_steps: 2,
-//!     guidance_scale: 1.0,
 //!     width: 8,
 //!     height: 8,
 //!     num_frames: 3,
-//!     fps: 24,
-//!     image_path: None,
-//!     state: None,
+//!     ..GenerationRequest::new("night")
 //! };
 //! let mut sink = CollectingSink::default();
 //! let result = Black.generate(&request, &mut sink, &CancelToken::new())?;
@@ -135,6 +127,16 @@ pub struct ContinuationState {
 }
 
 /// Everything a generator needs for one segment.
+///
+/// Build one with [`GenerationRequest::new`] (or [`Default`]) and set what differs:
+///
+/// ```
+/// let request = fv_core::GenerationRequest {
+///     num_frames: 121,
+///     ..fv_core::GenerationRequest::new("a red fox in the snow")
+/// };
+/// assert_eq!((request.width, request.height, request.fps), (256, 256, 24));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationRequest {
     /// Id of the session the segment belongs to (for logs and traces only).
@@ -154,6 +156,35 @@ pub struct GenerationRequest {
     pub image_path: Option<PathBuf>,
     /// State returned by the previous segment (or hydrated from the client).
     pub state: Option<ContinuationState>,
+}
+
+impl GenerationRequest {
+    /// A request for `prompt` with FastVideo's mock sampling defaults: 256×256, 24 frames at
+    /// 24 fps, 1 step, guidance 1.0, seed 1024, segment 0, no negative prompt, image or state.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            session_id: String::new(),
+            segment_idx: 0,
+            prompt: prompt.into(),
+            negative_prompt: None,
+            seed: 1024,
+            num_inference_steps: 1,
+            guidance_scale: 1.0,
+            width: 256,
+            height: 256,
+            num_frames: 24,
+            fps: 24,
+            image_path: None,
+            state: None,
+        }
+    }
+}
+
+impl Default for GenerationRequest {
+    /// [`GenerationRequest::new`] with an empty prompt.
+    fn default() -> Self {
+        Self::new("")
+    }
 }
 
 /// Interleaved PCM audio produced alongside the video.

@@ -125,17 +125,11 @@ mod tests {
         GenerationRequest {
             session_id: "s".into(),
             segment_idx,
-            prompt: "a cat".into(),
-            negative_prompt: None,
-            seed: 1024,
             num_inference_steps: 3,
-            guidance_scale: 1.0,
             width: 32,
             height: 16,
             num_frames: 5,
-            fps: 24,
-            image_path: None,
-            state: None,
+            ..GenerationRequest::new("a cat")
         }
     }
 

@@ -138,17 +138,13 @@ fn request(segment_idx: u32, state: Option<ContinuationState>) -> GenerationRequ
     GenerationRequest {
         session_id: "demo".into(),
         segment_idx,
-        prompt: "a slow fade".into(),
-        negative_prompt: None,
         seed: 40,
         num_inference_steps: 3,
-        guidance_scale: 1.0,
         width: 32,
         height: 16,
         num_frames: 10,
-        fps: 24,
-        image_path: None,
         state,
+        ..GenerationRequest::new("a slow fade")
     }
 }
 
@@ -195,7 +191,7 @@ async fn main() -> Result<(), BoxError> {
             ..PoolConfig::default()
         },
     )?;
-    let ready = pool.wait_warmup().await;
+    let ready = pool.ready().await;
     let status = pool.status();
     let worker = status.workers.first().ok_or("the pool has no worker")?;
     println!(
@@ -254,6 +250,7 @@ async fn run_segment(
                 levels.extend(frames.iter().filter_map(|f| f.rgb().first().copied()));
             }
             RunEvent::Done(result) => return Ok((levels, result?.state)),
+            _ => {}
         }
     }
     Err("the run ended without a Done event".into())

@@ -42,7 +42,7 @@ async fn main() -> Result<(), BoxError> {
         },
     )?;
     // No warm-up is configured, so this returns at once.
-    let ready = pool.wait_warmup().await;
+    let ready = pool.ready().await;
     println!("pool ready: {ready}");
     print_status("at start", &pool.status());
 
@@ -139,6 +139,8 @@ async fn one_segment(
                 );
             }
             RunEvent::Done(Err(e)) => println!("{} [{name}] failed: {e}", at(start)),
+            // RunEvent is non-exhaustive: newer pools may report more.
+            _ => {}
         }
     }
     // Dropping the lease does the same; the next waiter (carol) gets this worker now.
@@ -226,17 +228,12 @@ fn request(session: &str, segment_idx: u32) -> GenerationRequest {
     GenerationRequest {
         session_id: session.to_owned(),
         segment_idx,
-        prompt: format!("{session}'s cat, segment {segment_idx}"),
-        negative_prompt: None,
         seed: 7,
         num_inference_steps: STEPS,
-        guidance_scale: 1.0,
         width: 64,
         height: 32,
         num_frames: 20,
-        fps: 24,
-        image_path: None,
-        state: None,
+        ..GenerationRequest::new(format!("{session}'s cat, segment {segment_idx}"))
     }
 }
 

@@ -1,7 +1,10 @@
+//! Why the pool could not serve a request.
+
 use std::time::Duration;
 
 /// Why the pool could not serve a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// No worker became free within the acquire timeout.
     #[error("no GPU worker became free within {0:?}")]

@@ -1,7 +1,11 @@
+//! [`InProcessPool`]: one OS thread per generator in this process, and its lease backend.
+
 use crate::state::{Admission, Grant, Shared};
-use crate::worker::Worker;
-use crate::{GpuPool, Lease, PoolConfig, PoolError, PoolStatus, QueuePosition};
-use fv_core::{CancelToken, Generator};
+use crate::worker::{Command, RunCommand, Worker};
+use crate::{
+    GpuPool, Lease, LeaseBackend, PoolConfig, PoolError, PoolStatus, QueuePosition, RunHandle,
+};
+use fv_core::{CancelToken, GenerationRequest, Generator};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -116,15 +120,6 @@ impl InProcessPool {
         Ok(pool)
     }
 
-    /// Waits until every worker has finished warm-up (at once when none is configured), then
-    /// returns [`GpuPool::is_ready`].
-    pub async fn wait_warmup(&self) -> bool {
-        let mut pending = self.shared.warmup_watch();
-        // The sender lives in `self.shared`, so this cannot fail while `self` is borrowed.
-        let _ = pending.wait_for(|n| *n == 0).await;
-        self.shared.is_ready()
-    }
-
     /// Closes the pool (see [`PoolError::Closed`]), cancels every run and joins the worker
     /// threads on the blocking pool. Returns once all threads have exited. Idempotent.
     pub async fn shutdown(&self) {
@@ -189,9 +184,7 @@ impl GpuPool for InProcessPool {
         updates: mpsc::UnboundedSender<QueuePosition>,
     ) -> Result<Lease, PoolError> {
         let (id, grant) = match self.shared.admit(session_id, updates)? {
-            Admission::Granted(worker) => {
-                return Ok(Lease::new(self.shared.clone(), worker, session_id));
-            }
+            Admission::Granted(worker) => return Ok(self.lease(worker, session_id)),
             Admission::Queued(id, grant) => (id, grant),
         };
         let mut waiting = Waiting {
@@ -215,7 +208,7 @@ impl GpuPool for InProcessPool {
                 .leave()
                 .unwrap_or(Err(PoolError::AcquireTimeout(timeout))),
         };
-        grant.map(|worker| Lease::new(self.shared.clone(), worker, session_id))
+        grant.map(|worker| self.lease(worker, session_id))
     }
 
     fn status(&self) -> PoolStatus {
@@ -224,5 +217,58 @@ impl GpuPool for InProcessPool {
 
     fn is_ready(&self) -> bool {
         self.shared.is_ready()
+    }
+
+    async fn ready(&self) -> bool {
+        let mut pending = self.shared.warmup_watch();
+        // The sender lives in `self.shared`, so this cannot fail while `self` is borrowed.
+        let _ = pending.wait_for(|n| *n == 0).await;
+        self.shared.is_ready()
+    }
+}
+
+impl InProcessPool {
+    fn lease(&self, worker: u32, session_id: &str) -> Lease {
+        Lease::new(
+            worker,
+            session_id,
+            InProcessLease {
+                shared: self.shared.clone(),
+                worker,
+            },
+        )
+    }
+}
+
+/// [`LeaseBackend`] of an in-process worker: runs go to the worker thread's command channel.
+struct InProcessLease {
+    shared: Arc<Shared>,
+    worker: u32,
+}
+
+#[async_trait::async_trait]
+impl LeaseBackend for InProcessLease {
+    fn run(&mut self, request: GenerationRequest) -> Result<RunHandle, PoolError> {
+        let (events, rx) = mpsc::channel(self.shared.event_buffer);
+        let cancel = CancelToken::new();
+        let command = Command::Run(Box::new(RunCommand {
+            request,
+            cancel: cancel.clone(),
+            events,
+            span: tracing::Span::current(),
+        }));
+        self.shared
+            .start_run(self.worker, cancel.clone(), command)?;
+        Ok(RunHandle::new(self.worker, rx, cancel))
+    }
+
+    async fn idle(&self) {
+        self.shared.idle(self.worker).await;
+    }
+}
+
+impl Drop for InProcessLease {
+    fn drop(&mut self) {
+        self.shared.release(self.worker);
     }
 }

@@ -1,15 +1,36 @@
-use crate::state::Shared;
-use crate::worker::{Command, RunCommand};
+//! A session's binding to one worker ([`Lease`]) and one running segment ([`RunHandle`]).
+//!
+//! Both are plain public types that any [`GpuPool`](crate::GpuPool) implementation can build:
+//! a pool hands out `Lease::new(worker_id, session_id, backend)` where `backend` is its own
+//! [`LeaseBackend`], and its backend answers `run` with `RunHandle::new(worker_id, events,
+//! cancel)` over a channel its worker feeds.
+
 use crate::{PoolError, RunEvent};
 use fv_core::{CancelToken, GenerateError, GenerationRequest};
-use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// The pool's side of a [`Lease`]: what a [`GpuPool`](crate::GpuPool) implementation provides
+/// for one bound worker. Dropping the backend gives the worker back (cancelling a run still in
+/// progress).
+#[async_trait::async_trait]
+pub trait LeaseBackend: Send + Sync + 'static {
+    /// Starts one segment on the bound worker. Fails with [`PoolError::RunInProgress`] while
+    /// the previous run has not returned, [`PoolError::WorkerDead`] when the worker is gone,
+    /// [`PoolError::Closed`] after shutdown.
+    fn run(&mut self, request: GenerationRequest) -> Result<RunHandle, PoolError>;
+
+    /// Resolves once the bound worker has no run in progress (or can never run again), so a
+    /// new [`run`](Self::run) will not fail with [`PoolError::RunInProgress`]. A cancelled run
+    /// keeps the worker until the generator reaches its next step.
+    async fn idle(&self);
+}
 
 /// A session's binding to one worker, held across segments. Dropping it (or calling
 /// [`Lease::release`]) gives the worker back; a run still in progress is cancelled and the
 /// worker serves the next waiter as soon as the generator returns.
 pub struct Lease {
-    shared: Arc<Shared>,
+    backend: Box<dyn LeaseBackend>,
     worker_id: u32,
     session_id: String,
 }
@@ -24,9 +45,10 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
-    pub(crate) fn new(shared: Arc<Shared>, worker_id: u32, session_id: &str) -> Self {
+    /// Binds `session_id` to worker `worker_id` through a pool's `backend`.
+    pub fn new(worker_id: u32, session_id: &str, backend: impl LeaseBackend) -> Self {
         Self {
-            shared,
+            backend: Box::new(backend),
             worker_id,
             session_id: session_id.to_owned(),
         }
@@ -43,39 +65,46 @@ impl Lease {
     }
 
     /// Starts one segment on the worker. The current tracing span goes with it and is entered
-    /// on the worker thread.
+    /// on the worker (in-process pools).
     ///
     /// Fails with [`PoolError::RunInProgress`] if the previous run has not returned yet
-    /// (a run has returned once its `Done` event is readable), [`PoolError::WorkerDead`] if
-    /// the worker thread is gone, [`PoolError::Closed`] after shutdown.
+    /// (a run has returned once its `Done` event is readable, or once [`idle`](Self::idle)
+    /// resolved), [`PoolError::WorkerDead`] if the worker is gone, [`PoolError::Closed`] after
+    /// shutdown.
     pub fn run(&mut self, request: GenerationRequest) -> Result<RunHandle, PoolError> {
-        let (events, rx) = mpsc::channel(self.shared.event_buffer);
-        let cancel = CancelToken::new();
-        let command = Command::Run(Box::new(RunCommand {
-            request,
-            cancel: cancel.clone(),
-            events,
-            span: tracing::Span::current(),
-        }));
-        self.shared
-            .start_run(self.worker_id, cancel.clone(), command)?;
-        Ok(RunHandle {
-            events: rx,
-            cancel,
-            worker_id: self.worker_id,
-            finished: false,
-        })
+        self.backend.run(request)
+    }
+
+    /// Resolves once the worker has no run in progress: after a run was cancelled (its
+    /// [`RunHandle`] dropped), the generator may need up to one step to return.
+    pub async fn idle(&self) {
+        self.backend.idle().await;
+    }
+
+    /// Waits (at most `limit`) for the worker to be idle, then starts `request`. Past `limit`
+    /// the run is attempted anyway and fails with [`PoolError::RunInProgress`] if the old run
+    /// is still going.
+    pub async fn run_when_idle(
+        &mut self,
+        request: GenerationRequest,
+        limit: Duration,
+    ) -> Result<RunHandle, PoolError> {
+        if tokio::time::timeout(limit, self.backend.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = self.worker_id,
+                ?limit,
+                "worker still busy with a cancelled run"
+            );
+        }
+        self.run(request)
     }
 
     /// Gives the worker back (same as dropping the lease).
     pub fn release(self) {
         drop(self);
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.shared.release(self.worker_id);
     }
 }
 
@@ -98,6 +127,19 @@ impl std::fmt::Debug for RunHandle {
 }
 
 impl RunHandle {
+    /// A run on `worker_id` whose worker sends its events on the other end of `events` and
+    /// watches `cancel` (fired when the handle is dropped or [`cancel`](Self::cancel)led).
+    /// The worker's contract: `Step` per denoising step, `Frames` batches in order, then one
+    /// `Done`; a worker that vanishes without `Done` is reported by [`next`](Self::next).
+    pub fn new(worker_id: u32, events: mpsc::Receiver<RunEvent>, cancel: CancelToken) -> Self {
+        Self {
+            events,
+            cancel,
+            worker_id,
+            finished: false,
+        }
+    }
+
     /// The next event; `None` after `Done`. Cancel-safe (usable in `select!`).
     ///
     /// Always ends with exactly one [`RunEvent::Done`]: if the worker could not deliver one

@@ -71,18 +71,12 @@
 //!
 //! let request = GenerationRequest {
 //!     session_id: "session-1".into(),
-//!     segment_idx: 0,
-//!     prompt: "a cat".into(),
-//!     negative_prompt: None,
 //!     seed: 1,
 //!     num_inference_steps: 4,
-//!     guidance_scale: 1.0,
 //!     width: 64,
 //!     height: 32,
 //!     num_frames: 20,
-//!     fps: 24,
-//!     image_path: None,
-//!     state: None,
+//!     ..GenerationRequest::new("a cat")
 //! };
 //! let mut run = lease.run(request)?;
 //! let mut frames = 0;
@@ -94,6 +88,7 @@
 //!             // Keep `result?.state` for the next segment's request.
 //!             assert!(result?.state.is_some());
 //!         }
+//!         _ => {} // RunEvent is non-exhaustive
 //!     }
 //! }
 //! assert_eq!(frames, 20);
@@ -122,7 +117,7 @@ mod worker;
 
 pub use error::PoolError;
 pub use inprocess::InProcessPool;
-pub use lease::{Lease, RunHandle};
+pub use lease::{Lease, LeaseBackend, RunHandle};
 
 use fv_core::{Frame, GenerateError, GenerationRequest, GenerationResult};
 use std::time::Duration;
@@ -168,6 +163,7 @@ pub struct QueuePosition {
 
 /// One event of a running segment.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RunEvent {
     /// Denoising step `step` (1-based) of `total` finished.
     Step { step: u32, total: u32 },
@@ -178,8 +174,10 @@ pub enum RunEvent {
     Done(Result<GenerationResult, GenerateError>),
 }
 
-/// A snapshot of the pool for `/status` and `/readyz`.
+/// A snapshot of the pool for `/status` and `/readyz`. Pools build it with
+/// [`PoolStatus::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolStatus {
     pub total_workers: usize,
     /// Workers that would be handed to the next `acquire` immediately.
@@ -191,8 +189,10 @@ pub struct PoolStatus {
     pub workers: Vec<WorkerStatus>,
 }
 
-/// One worker in a [`PoolStatus`].
+/// One worker in a [`PoolStatus`]. Pools build it with [`WorkerStatus::new`] and set the
+/// fields that differ from its defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerStatus {
     pub id: u32,
     /// In service: thread alive and warm-up passed (or none configured).
@@ -215,7 +215,43 @@ pub struct WorkerStatus {
     pub alive: bool,
 }
 
+impl PoolStatus {
+    /// A snapshot of `workers` with `queue_depth` sessions waiting; `total_workers` and
+    /// `available_workers` (ready and not bound to a session) are derived from `workers`.
+    pub fn new(workers: Vec<WorkerStatus>, queue_depth: usize, warmup_enabled: bool) -> Self {
+        Self {
+            total_workers: workers.len(),
+            available_workers: workers.iter().filter(|w| w.ready && !w.busy).count(),
+            queue_depth,
+            warmup_enabled,
+            workers,
+        }
+    }
+}
+
+impl WorkerStatus {
+    /// Worker `id` running `generator`: alive and ready, idle, no warm-up, nothing run yet.
+    pub fn new(id: u32, generator: impl Into<String>) -> Self {
+        Self {
+            id,
+            ready: true,
+            busy: false,
+            running: false,
+            session_id: None,
+            generator: generator.into(),
+            warmup_ok: None,
+            warmup_error: None,
+            segments_run: 0,
+            alive: true,
+        }
+    }
+}
+
 /// A pool of workers that sessions queue for.
+///
+/// Implementable outside this crate: a pool hands out [`Lease`]s built with [`Lease::new`]
+/// around its own [`LeaseBackend`], whose runs are [`RunHandle`]s built with
+/// [`RunHandle::new`] (see `examples/custom_pool.rs`).
 #[async_trait::async_trait]
 pub trait GpuPool: Send + Sync + 'static {
     /// Waits, first come first served, for a free worker and binds it to `session_id`.
@@ -240,4 +276,9 @@ pub trait GpuPool: Send + Sync + 'static {
     /// `true` once every worker finished warm-up and at least one is in service. Workers that
     /// failed warm-up are excluded from service and not counted as ready.
     fn is_ready(&self) -> bool;
+
+    /// Resolves once every worker has finished its warm-up (at once when none is
+    /// configured), with [`is_ready`](Self::is_ready) at that moment. Callers put their own
+    /// deadline around it.
+    async fn ready(&self) -> bool;
 }

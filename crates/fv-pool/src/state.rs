@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     commands: Vec<std_mpsc::Sender<Command>>,
     /// Number of workers still warming up; readiness waits on it.
     warmup_pending: watch::Sender<usize>,
+    /// Per worker: a generator call is in progress. `Lease::idle` waits on it.
+    running: Vec<watch::Sender<bool>>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) max_queue: usize,
     pub(crate) event_buffer: usize,
@@ -115,7 +117,9 @@ impl Shared {
         } else {
             (0..workers.len() as u32).collect()
         };
+        let running = workers.iter().map(|_| watch::Sender::new(false)).collect();
         Self {
+            running,
             state: Mutex::new(State {
                 closed: false,
                 workers,
@@ -242,13 +246,31 @@ impl Shared {
         if !sent {
             // The thread is gone without telling us; make that visible.
             st.worker_gone(worker);
+            self.set_running(worker, false);
             return Err(PoolError::WorkerDead { worker_id: worker });
         }
         if let Some(slot) = st.slot(worker) {
             slot.running = true;
             slot.cancel = Some(cancel);
         }
+        self.set_running(worker, true);
         Ok(())
+    }
+
+    fn set_running(&self, worker: u32, running: bool) {
+        if let Some(tx) = self.running.get(worker as usize) {
+            tx.send_replace(running);
+        }
+    }
+
+    /// Resolves once `worker` has no generator call in progress.
+    pub(crate) async fn idle(&self, worker: u32) {
+        let Some(tx) = self.running.get(worker as usize) else {
+            return;
+        };
+        let mut rx = tx.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail while `self` is borrowed.
+        let _ = rx.wait_for(|running| !*running).await;
     }
 
     /// The generator on `worker` returned. Called before the final events are sent, so a
@@ -262,6 +284,8 @@ impl Shared {
             slot.segments_run += 1;
         }
         st.maybe_free(worker);
+        // Under the lock, so a run started right after cannot be overtaken by this update.
+        self.set_running(worker, false);
     }
 
     pub(crate) fn warmup_finished(&self, worker: u32, outcome: Result<(), String>) {
@@ -295,6 +319,8 @@ impl Shared {
             tracing::error!(worker, "GPU worker thread stopped unexpectedly");
         }
         st.worker_gone(worker);
+        // A dead worker runs nothing: whoever waits for it to be idle learns at once.
+        self.set_running(worker, false);
     }
 
     /// Stops admitting, fails every waiter with `Closed`, cancels all runs and tells every

@@ -313,7 +313,7 @@ async fn acquire_waits_for_warm_up_and_readiness_follows_it() {
     assert_eq!(next_update(&mut rx).await, pos(1, 1));
 
     gate.send(()).unwrap();
-    assert!(within("warm-up", pool.wait_warmup()).await);
+    assert!(within("warm-up", pool.ready()).await);
     assert!(pool.is_ready());
     let lease = within("acquire", waiter).await.unwrap().unwrap();
     assert_eq!(next_update(&mut rx).await, pos(0, 0));
@@ -349,7 +349,7 @@ async fn workers_that_fail_warm_up_are_excluded_from_service() {
     )
     .unwrap();
     assert!(
-        within("warm-up", pool.wait_warmup()).await,
+        within("warm-up", pool.ready()).await,
         "one worker is enough"
     );
 
@@ -416,7 +416,7 @@ async fn when_every_warm_up_fails_waiters_fail_fast() {
     assert_eq!(next_update(&mut rx).await, pos(1, 1));
     drop(gates); // both warm-ups proceed and fail
 
-    assert!(!within("warm-up", pool.wait_warmup()).await);
+    assert!(!within("warm-up", pool.ready()).await);
     assert!(!pool.is_ready());
     assert_eq!(
         within("waiter", waiter).await.unwrap().unwrap_err(),
@@ -488,7 +488,7 @@ async fn shutdown_interrupts_a_warm_up() {
     let _ = shutdown.as_mut().poll(&mut cx);
     gate.send(()).unwrap();
     within("shutdown", shutdown).await;
-    assert!(!within("warm-up", pool.wait_warmup()).await);
+    assert!(!within("warm-up", pool.ready()).await);
     let w = &pool.status().workers[0];
     assert!(!w.alive);
     assert_eq!(w.warmup_ok, Some(false));

@@ -9,6 +9,8 @@ pub const NORMAL: u16 = 1000;
 pub const GOING_AWAY: u16 = 1001;
 /// The first frame was not an acceptable `session_init_v2`.
 pub const UNSUPPORTED: u16 = 1003;
+/// A text frame that is not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// The client violated a policy (reserved for origin/auth/per-IP rules).
 pub const POLICY: u16 = 1008;
 /// A client frame exceeded the size limit.

@@ -218,18 +218,12 @@ impl Server {
 }
 
 /// Flags (and logs) a warm-up that outlives `streaming.warmup.timeout_seconds`; `/readyz`
-/// then reports `warmup_failed` instead of `warming`. Polls, since the pool has no deadline.
+/// then reports `warmup_failed` instead of `warming`.
 fn spawn_warmup_watchdog(state: Arc<AppState>) {
     let limit = Duration::from_secs(state.config.streaming.warmup.timeout_seconds);
     tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < deadline {
-            if state.deps.pool.is_ready() || state.is_draining() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !state.deps.pool.is_ready() {
+        let pool = state.deps.pool.clone();
+        if tokio::time::timeout(limit, pool.ready()).await.is_err() && !state.is_draining() {
             tracing::error!(?limit, "worker warm-up did not finish in time");
             state.warmup_timed_out.store(true, Ordering::Release);
         }
@@ -238,7 +232,7 @@ fn spawn_warmup_watchdog(state: Arc<AppState>) {
 
 fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
-        .route("/v1/stream", get(crate::driver::upgrade))
+        .route("/v1/stream", get(crate::v1::upgrade))
         .route("/health", get(http::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))

@@ -1,4 +1,5 @@
-//! The streaming server as a library: axum routes, the per-session driver, serve config.
+//! The streaming server as a library: axum routes, the session core and its protocol
+//! adapters, serve config.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,20 +15,22 @@
 mod access;
 mod app;
 pub mod config;
-mod driver;
 mod error;
 mod http;
 pub mod metrics;
 mod outbox;
 mod segment;
+mod session;
 mod time;
+mod v1;
+mod ws;
 
 pub use app::{Server, ServerDeps, ServerError, ServerOptions};
-pub use driver::{MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES};
-pub use error::{Failure, WireError};
+pub use error::{EndReason, Failure, Refusal, WireError};
 /// Resolves on SIGTERM or Ctrl-C (shared with fv-router, from fv-runtime).
 pub use fv_runtime::shutdown_signal;
 pub use outbox::OUTBOX_BYTES;
+pub use session::{MAX_GUIDANCE, MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES, MAX_STEPS};
 
 use config::ServeConfig;
 use fv_core::{Generator, MockGenerator, MockGeneratorConfig};
@@ -90,8 +93,6 @@ fn warmup_request(config: &ServeConfig) -> fv_core::GenerationRequest {
     let sampling = &config.default_request.sampling;
     fv_core::GenerationRequest {
         session_id: "warmup".into(),
-        segment_idx: 0,
-        prompt: config.streaming.warmup.prompt.clone(),
         negative_prompt: config.default_request.negative_prompt.clone(),
         seed: sampling.seed,
         num_inference_steps: sampling.num_inference_steps,
@@ -100,8 +101,7 @@ fn warmup_request(config: &ServeConfig) -> fv_core::GenerationRequest {
         height: sampling.height,
         num_frames: sampling.num_frames,
         fps: sampling.fps,
-        image_path: None,
-        state: None,
+        ..fv_core::GenerationRequest::new(config.streaming.warmup.prompt.clone())
     }
 }
 

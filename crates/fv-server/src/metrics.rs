@@ -16,6 +16,7 @@ pub const SEGMENT_E2E_SECONDS: &str = "fv_segment_e2e_seconds";
 pub const FIRST_MEDIA_SECONDS: &str = "fv_first_media_seconds";
 pub const MEDIA_BYTES_TOTAL: &str = "fv_media_bytes_total";
 pub const ERRORS_TOTAL: &str = "fv_errors_total";
+pub const SESSION_BUGS_TOTAL: &str = "fv_session_bugs_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -63,4 +64,8 @@ fn describe() {
     );
     describe_counter!(MEDIA_BYTES_TOTAL, Unit::Bytes, "fMP4 bytes sent");
     describe_counter!(ERRORS_TOTAL, "Error frames sent, by code");
+    describe_counter!(
+        SESSION_BUGS_TOTAL,
+        "Refused state transitions in the session core (always a bug; logged with details)"
+    );
 }

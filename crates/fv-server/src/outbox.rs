@@ -1,18 +1,18 @@
 //! The sending half of a session: a byte-bounded queue in front of a writer task with a send
 //! timeout, so a client that stops reading can hold neither unbounded memory nor its worker.
+//! Producers hand it protocol-neutral [`Event`]s; the session's [`Protocol`] renders them.
 
 use crate::error::Failure;
 use crate::metrics as m;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use bytes::Bytes;
+use crate::session::{Event, Protocol, WireFrame};
+use crate::ws::SocketSink;
 use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
-use fv_protocol::ServerMessage;
 use fv_session::SessionLog;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// Bytes a session may have queued for its socket before producers wait (the generator, through
 /// the pool's bounded event channel, waits with them).
@@ -20,14 +20,8 @@ pub const OUTBOX_BYTES: usize = 16 * 1024 * 1024;
 /// What a message costs at least, so tiny messages are bounded in number too.
 const MIN_MESSAGE_COST: usize = 64;
 
-enum Outbound {
-    Text(String),
-    Binary(Bytes),
-    Close(u16, String),
-}
-
 struct Item {
-    msg: Outbound,
+    msg: Message,
     /// Returned to the budget once the writer has handed the message to the socket.
     _permit: OwnedSemaphorePermit,
 }
@@ -37,27 +31,29 @@ struct Item {
 pub(crate) struct Outbox {
     tx: mpsc::UnboundedSender<Item>,
     budget: Arc<Semaphore>,
-    close_sent: Arc<AtomicBool>,
+    protocol: Arc<dyn Protocol>,
 }
 
 impl Outbox {
     /// Creates the queue and spawns its writer. The writer gives up on a client whose socket
-    /// accepts nothing for `send_timeout`; every later send then returns `false`.
+    /// accepts nothing for `send_timeout`; every later send then returns `false`. The writer
+    /// hands the sink back when every `Outbox` is gone (or it gave up).
     pub fn spawn(
-        sink: SplitSink<WebSocket, Message>,
+        sink: SocketSink,
         send_timeout: Duration,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+        protocol: Arc<dyn Protocol>,
+    ) -> (Self, tokio::task::JoinHandle<SocketSink>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(sink, rx, send_timeout));
         let outbox = Self {
             tx,
             budget: Arc::new(Semaphore::new(OUTBOX_BYTES)),
-            close_sent: Arc::new(AtomicBool::new(false)),
+            protocol,
         };
         (outbox, writer)
     }
 
-    async fn push(&self, msg: Outbound, cost: usize) -> bool {
+    async fn push(&self, msg: Message, cost: usize) -> bool {
         let cost = cost.clamp(MIN_MESSAGE_COST, OUTBOX_BYTES) as u32;
         let permit = tokio::select! {
             permit = self.budget.clone().acquire_many_owned(cost) => match permit {
@@ -75,31 +71,37 @@ impl Outbox {
             .is_ok()
     }
 
-    /// Queues a control message; `false` when the client is gone.
-    pub async fn json(&self, msg: ServerMessage) -> bool {
-        let text = msg.to_json();
-        let cost = text.len();
-        self.push(Outbound::Text(text), cost).await
-    }
-
-    /// Queues media; `false` when the client is gone.
-    pub async fn binary(&self, data: Bytes) -> bool {
-        metrics::counter!(m::MEDIA_BYTES_TOTAL).increment(data.len() as u64);
-        let cost = data.len();
-        self.push(Outbound::Binary(data), cost).await
+    /// Renders `event` in the session's protocol and queues its frames; `false` when the
+    /// client is gone.
+    pub async fn send(&self, event: Event) -> bool {
+        let mut frames = Vec::with_capacity(2);
+        self.protocol.render(event, &mut frames);
+        for frame in frames {
+            let sent = match frame {
+                WireFrame::Text(text) => {
+                    let cost = text.len();
+                    self.push(Message::Text(text.into()), cost).await
+                }
+                WireFrame::Binary(data) => {
+                    metrics::counter!(m::MEDIA_BYTES_TOTAL).increment(data.len() as u64);
+                    let cost = data.len();
+                    self.push(Message::Binary(data), cost).await
+                }
+            };
+            if !sent {
+                return false;
+            }
+        }
+        true
     }
 
     /// Queues the close frame; nothing queued after it is sent.
     pub async fn close(&self, code: u16, reason: &str) {
-        self.close_sent.store(true, Ordering::Release);
-        let _ = self
-            .push(Outbound::Close(code, reason.to_string()), reason.len())
-            .await;
-    }
-
-    /// Whether a close frame was queued.
-    pub fn close_sent(&self) -> bool {
-        self.close_sent.load(Ordering::Acquire)
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_owned().into(),
+        };
+        let _ = self.push(Message::Close(Some(frame)), reason.len()).await;
     }
 
     /// Resolves when the writer has stopped (client gone or too slow).
@@ -107,9 +109,9 @@ impl Outbox {
         self.tx.closed().await
     }
 
-    /// Sends the error frame for `failure` and, when the mapping says so, the close frame.
-    /// Returns `true` when the socket is being closed.
-    pub async fn fail(&self, failure: &Failure, log: Option<&SessionLog>) -> bool {
+    /// Sends the error frame for `failure` (and counts and logs it). Whether the session ends
+    /// is the session core's business (`Failure::wire`).
+    pub async fn error(&self, failure: &Failure, log: Option<&SessionLog>) {
         let wire = failure.wire();
         let message = failure.to_string();
         metrics::counter!(m::ERRORS_TOTAL, "code" => wire.code.as_str()).increment(1);
@@ -117,36 +119,23 @@ impl Outbox {
         if let Some(log) = log {
             log.error(wire.code.as_str(), &message);
         }
-        self.json(ServerMessage::error(wire.code, message, wire.retryable))
-            .await;
-        match wire.close {
-            Some((code, reason)) => {
-                self.close(code, reason).await;
-                true
-            }
-            None => false,
-        }
+        self.send(Event::Error {
+            code: wire.code,
+            message,
+            retryable: wire.retryable,
+        })
+        .await;
     }
 }
 
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SocketSink,
     mut rx: mpsc::UnboundedReceiver<Item>,
     send_timeout: Duration,
-) {
+) -> SocketSink {
     while let Some(item) = rx.recv().await {
-        let (msg, last) = match item.msg {
-            Outbound::Text(t) => (Message::Text(t.into()), false),
-            Outbound::Binary(b) => (Message::Binary(b), false),
-            Outbound::Close(code, reason) => (
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })),
-                true,
-            ),
-        };
-        match tokio::time::timeout(send_timeout, sink.send(msg)).await {
+        let last = matches!(item.msg, Message::Close(_));
+        match tokio::time::timeout(send_timeout, sink.send(item.msg)).await {
             Ok(Ok(())) if !last => {}
             Ok(Ok(())) => break,
             Ok(Err(_)) => break,
@@ -161,5 +150,7 @@ async fn write_loop(
     }
     // Dropping `rx` wakes every producer waiting for budget.
     drop(rx);
+    // Flushes our close frame, or the answer to the client's.
     let _ = tokio::time::timeout(send_timeout, sink.close()).await;
+    sink
 }

@@ -6,10 +6,10 @@
 use crate::config::ServeConfig;
 use crate::error::Failure;
 use crate::outbox::Outbox;
+use crate::session::Event;
 use fv_core::{ContinuationState, Frame};
 use fv_encoder::{Chunk, ChunkKind, EncoderConfig, StreamEncoder};
 use fv_pool::{RunEvent, RunHandle};
-use fv_protocol::{MediaMode, ServerMessage};
 use std::time::Instant;
 
 /// How long a failed segment waits for its cancelled generator to return.
@@ -25,6 +25,8 @@ pub(crate) fn encoder_config(config: &ServeConfig) -> EncoderConfig {
     }
 }
 
+/// What the session core decided about a segment (its index, what to announce, timing).
+#[derive(Debug)]
 pub(crate) struct SegmentPlan {
     pub segment_idx: u32,
     pub prompt: String,
@@ -79,7 +81,6 @@ struct Media {
 }
 
 impl Media {
-    /// Encodes a batch on a blocking thread and sends what it produced.
     /// Encodes a batch on a blocking thread; each chunk is sent as soon as it is muxed, while
     /// the next frames are still being encoded.
     async fn encode(&mut self, frames: Vec<Frame>, finish: bool) -> Result<(), Failure> {
@@ -132,13 +133,12 @@ impl Media {
             let mime = mime
                 .ok_or_else(|| Failure::Internal("init segment without a codec string".into()))?
                 .to_string();
-            let msg = ServerMessage::MediaInit(fv_protocol::MediaInit {
+            let init = Event::MediaInit {
                 segment_idx: self.segment_idx,
                 mime,
                 stream_id: self.stream_id.clone(),
-                mode: MediaMode::AvFmp4,
-            });
-            self.gone_if(!self.out.json(msg).await)?;
+            };
+            self.gone_if(!self.out.send(init).await)?;
         } else {
             self.frames += chunk.frames;
         }
@@ -147,7 +147,7 @@ impl Media {
         }
         self.binaries += 1;
         self.bytes += chunk.data.len() as u64;
-        let sent = self.out.binary(chunk.data).await;
+        let sent = self.out.send(Event::Media(chunk.data)).await;
         self.gone_if(!sent)
     }
 
@@ -218,12 +218,12 @@ async fn drive(
     out: &Outbox,
 ) -> Result<SegmentDone, Failure> {
     let idx = plan.segment_idx;
-    let start = ServerMessage::Ltx2SegmentStart(fv_protocol::SegmentStart {
+    let start = Event::SegmentStart {
         segment_idx: idx,
         prompt: plan.prompt.clone(),
         total_steps: plan.total_steps,
-    });
-    media.gone_if(!out.json(start).await)?;
+    };
+    media.gone_if(!out.send(start).await)?;
     let gen_started = Instant::now();
     let generation_ms;
     let state;
@@ -233,14 +233,13 @@ async fn drive(
         };
         match event {
             RunEvent::Step { step, .. } => {
-                // total_steps is what ltx2_segment_start announced, whatever the generator says.
-                let msg = ServerMessage::StepComplete(fv_protocol::StepComplete {
+                // total_steps is what the segment start announced, whatever the generator says.
+                let msg = Event::Step {
                     segment_idx: idx,
                     step,
                     total_steps: plan.total_steps,
-                    stage: "denoise".into(),
-                });
-                media.gone_if(!out.json(msg).await)?;
+                };
+                media.gone_if(!out.send(msg).await)?;
             }
             RunEvent::Frames(frames) => media.encode(frames, false).await?,
             RunEvent::Done(result) => {
@@ -254,28 +253,29 @@ async fn drive(
                 media.encode(last, true).await?;
                 break;
             }
+            // Events this pipeline does not know yet carry nothing it needs.
+            _ => {}
         }
     }
     if media.frames == 0 {
         return Err(Failure::NoFrames);
     }
     let duration_ms = f64::from(media.frames) * 1000.0 / f64::from(plan.fps.max(1));
-    let complete = ServerMessage::MediaSegmentComplete(fv_protocol::MediaSegmentComplete {
+    let complete = Event::MediaComplete {
         segment_idx: idx,
         stream_id: media.stream_id.clone(),
-        // Upstream counts binaries after the first (init) one; keep that meaning.
-        chunks: media.binaries.saturating_sub(1),
-        duration_ms: Some(duration_ms),
-        pts_base_ms: Some(plan.pts_base_ms),
-    });
-    media.gone_if(!out.json(complete).await)?;
+        binaries: media.binaries,
+        duration_ms,
+        pts_base_ms: plan.pts_base_ms,
+    };
+    media.gone_if(!out.send(complete).await)?;
     let e2e_ms = ms_since(plan.received);
-    let done = ServerMessage::Ltx2SegmentComplete(fv_protocol::SegmentComplete {
+    let done = Event::SegmentComplete {
         segment_idx: idx,
-        generation_time_ms: generation_ms,
-        e2e_latency_ms: Some(e2e_ms),
-    });
-    media.gone_if(!out.json(done).await)?;
+        generation_ms,
+        e2e_ms,
+    };
+    media.gone_if(!out.send(done).await)?;
     Ok(SegmentDone {
         segment_idx: idx,
         prompt: plan.prompt.clone(),

@@ -156,6 +156,39 @@ async fn oversized_frames_close_with_1009() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The close frame must reach a client that is still writing: the server reads and discards
+/// the rest instead of dropping the socket with unread data (a TCP reset, seen as 1006).
+#[tokio::test]
+async fn an_oversized_frame_closes_1009_while_the_client_keeps_writing() -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut config = test_config();
+    config.streaming.max_message_bytes = 64 * 1024;
+    let server = TestServer::start(config).await?;
+    for round in 0..5 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
+        // Everything is written before anything is read: the server refuses the first frame
+        // at its header, and the rest is still on the wire when the close frame goes out.
+        // A reset would fail these writes (and lose the close frame for most clients).
+        let frame = "x".repeat(1024 * 1024);
+        for i in 0..16 {
+            if let Err(e) = ws.send(Message::Text(frame.clone().into())).await {
+                anyhow::bail!("round {round}: write {i} failed: {e}");
+            }
+        }
+        let close = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(20), ws.next()).await? {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => anyhow::bail!("round {round}: connection broke: {e}"),
+                None => anyhow::bail!("round {round}: connection ended without a close frame"),
+            }
+        };
+        assert_eq!(close, Some(1009), "round {round}");
+    }
+    Ok(())
+}
+
 fn png_bytes() -> Vec<u8> {
     let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
     b.extend_from_slice(&[0u8; 64]);

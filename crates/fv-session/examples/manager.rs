@@ -2,8 +2,8 @@
 //!
 //! * a `SessionManager` with small limits and a background reaper (timeouts of a few hundred
 //!   milliseconds so the example ends quickly);
-//! * admission: slots, `Full`, and a slot freed when its handle drops;
-//! * the init timeout and the idle timeout firing through `SessionHandle::expired`;
+//! * admission: slots, `Full`, and a slot freed when its `Session` drops;
+//! * the init timeout and the idle timeout firing through `Session::expired`;
 //! * a session's life: settings, `initial_image` decoding and persisting, state transitions,
 //!   segments up to the cap, an illegal transition reported as an error;
 //! * the per-session JSONL log, written to a temporary directory and printed at the end;
@@ -13,7 +13,7 @@
 
 use base64::Engine as _;
 use fv_session::{
-    Expiry, MAX_INIT_IMAGE_BYTES, SegmentRecord, SessionError, SessionHandle, SessionLimits,
+    Expiry, MAX_INIT_IMAGE_BYTES, SegmentRecord, Session, SessionError, SessionLimits,
     SessionLogger, SessionManager, SessionSettings, SessionState, Toggle, decode_initial_image,
 };
 use serde_json::json;
@@ -47,7 +47,7 @@ async fn main() -> Result<(), BoxError> {
 
     // --- admission -------------------------------------------------------------------------
     // `admit` runs at accept time, before the first frame is read.
-    let first = manager.admit()?;
+    let mut first = manager.admit()?;
     let silent = manager.admit()?;
     println!("admitted {} and {}", short(&first), short(&silent));
     match manager.admit() {
@@ -56,8 +56,8 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // --- a full session --------------------------------------------------------------------
-    run_session(&manager, &first, &logger, logs.path()).await?;
-    // A finished session's connection task closes the socket and drops its handle.
+    run_session(&manager, &mut first, &logger, logs.path()).await?;
+    // A finished session's connection task closes the socket and drops its session.
     let first_id = first.id().to_owned();
     drop(first);
 
@@ -67,7 +67,7 @@ async fn main() -> Result<(), BoxError> {
     let reason = silent.expired().await;
     println!("{} expired: {reason}", short(&silent));
     print_snapshot(&manager);
-    // An expired session keeps its slot until its handle drops.
+    // An expired session keeps its slot until its `Session` drops.
     let late = manager.admit()?;
     println!(
         "admitted {}; slots held: {}",
@@ -75,12 +75,12 @@ async fn main() -> Result<(), BoxError> {
         manager.active_count()
     );
     match manager.admit() {
-        Err(e) => println!("while the expired session's handle lives: {e}"),
+        Err(e) => println!("while the expired session lives: {e}"),
         Ok(h) => return Err(format!("admitted {} past the limit", h.id()).into()),
     }
     drop(silent);
     let idle = manager.admit()?;
-    println!("handle dropped, slot freed; admitted {}", short(&idle));
+    println!("session dropped, slot freed; admitted {}", short(&idle));
     drop(late);
 
     // --- idle timeout ----------------------------------------------------------------------
@@ -137,13 +137,12 @@ async fn main() -> Result<(), BoxError> {
 /// The connection task of one session, from `session_init_v2` to the segment cap.
 async fn run_session(
     manager: &SessionManager,
-    handle: &SessionHandle,
+    session: &mut Session,
     logger: &SessionLogger,
     tmp: &std::path::Path,
 ) -> Result<(), BoxError> {
-    let mut session = handle.new_session();
     let log = logger.open(session.id());
-    handle.touch();
+    session.touch();
 
     // session_init_v2 arrived: store its settings, switch to the idle timeout, log the start.
     session.apply_settings(SessionSettings {
@@ -152,8 +151,8 @@ async fn run_session(
         curated_prompts: vec!["a cat".into(), "a dog".into()],
         ..SessionSettings::default()
     });
-    handle.mark_initialized();
-    log.session_start(&session);
+    session.mark_initialized();
+    log.session_start(session.settings());
 
     // Its initial_image: decode and validate, then write it where the generator can read it.
     let tiny_png = [b"\x89PNG\r\n\x1a\n".as_slice(), b"not really pixels"].concat();
@@ -188,29 +187,29 @@ async fn run_session(
         log.error("invalid_initial_image", &e.to_string());
     }
 
-    // Queue for a worker, bind it, serve segments. Publish each change for /status.
-    for state in [SessionState::Queued, SessionState::GpuBinding] {
+    // Queue for a worker, bind it, serve segments. Each change is what /status shows.
+    for state in [
+        SessionState::Queued,
+        SessionState::GpuBinding,
+        SessionState::Active,
+    ] {
         session.transition(state)?;
-        handle.publish(&session);
     }
-    session.transition(SessionState::Active)?;
-    handle.publish(&session);
-    println!("snapshot once {} is active:", short(handle));
+    println!("snapshot once {} is active:", short(session));
     print_snapshot(manager);
 
-    let cap = handle.limits().segment_cap;
-    while !session.cap_reached(cap) {
-        handle.set_busy(true);
+    let cap = session.limits().segment_cap;
+    while !session.cap_reached() {
+        session.set_busy(true);
         // A generator would run here, with `persisted.path()` as its image_path.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let segment_idx = session.segment_idx();
-        session.complete_segment();
-        handle.set_busy(false);
-        handle.publish(&session);
+        session.complete_segment()?;
+        session.set_busy(false);
         log.segment(&SegmentRecord {
             segment_idx,
             prompt: session
-                .settings
+                .settings()
                 .curated_prompts
                 .get(segment_idx as usize)
                 .cloned()
@@ -228,8 +227,11 @@ async fn run_session(
         // Toggles only change stored settings.
         session.apply_toggle(Toggle::Enhancement(true));
     }
+    // One past the cap is refused by the session itself.
+    if let Err(e) = session.complete_segment() {
+        println!("{e}");
+    }
     session.transition(SessionState::Complete)?;
-    handle.publish(&session);
     log.session_end("segment_cap", session.segment_idx());
 
     // Complete is terminal: the error says which edge was refused, and the state is unchanged.
@@ -261,6 +263,6 @@ fn print_snapshot(manager: &SessionManager) {
     }
 }
 
-fn short(handle: &SessionHandle) -> &str {
-    handle.id().get(..8).unwrap_or(handle.id())
+fn short(session: &Session) -> &str {
+    session.id().get(..8).unwrap_or(session.id())
 }

@@ -6,6 +6,7 @@ use crate::state::TransitionError;
 /// Everything that can go wrong in this crate. The specific errors ([`TransitionError`],
 /// [`InitImageError`]) convert into it so callers can use `?` with one type.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// Every session slot is taken. Maps to `session_rejected` + close 1013 on the wire.
     #[error("max sessions reached ({max})")]
@@ -24,6 +25,20 @@ pub enum SessionError {
         field: &'static str,
         /// What is wrong with it, including the value.
         reason: String,
+    },
+    /// [`Session::complete_segment`](crate::Session::complete_segment) after the last
+    /// segment the cap allows.
+    #[error("segment cap reached ({cap} segments)")]
+    CapReached {
+        /// The configured `segment_cap`.
+        cap: u32,
+    },
+    /// [`Session::complete_segment`](crate::Session::complete_segment) while the session is
+    /// not active.
+    #[error("no segment can complete while the session is {state}")]
+    NotActive {
+        /// The session's state.
+        state: crate::SessionState,
     },
     #[error(transparent)]
     Transition(#[from] TransitionError),

@@ -9,7 +9,7 @@
 //! code; a session logs a handful of lines per segment. Logging never fails the session: IO
 //! errors are reported once through `tracing` and further errors are silent.
 
-use crate::session::Session;
+use crate::session::SessionSettings;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Longest session id kept in a file name (longer ids are cut; real ids are 32 chars).
 pub const MAX_FILE_ID_LEN: usize = 128;
@@ -85,7 +85,7 @@ fn open_append(dir: &Path, path: &Path) -> std::io::Result<File> {
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_` and cuts the result to
 /// [`MAX_FILE_ID_LEN`] characters. With the `session-` prefix the name can never be `.`, `..`
 /// or contain a path separator.
-pub fn sanitize_id(session_id: &str) -> String {
+fn sanitize_id(session_id: &str) -> String {
     session_id
         .chars()
         .take(MAX_FILE_ID_LEN)
@@ -150,7 +150,7 @@ impl SessionLog {
         let line = json!({
             "session_id": self.session_id,
             "event": event,
-            "ts": rfc3339_utc_millis(SystemTime::now()),
+            "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "payload": payload,
         });
         // Serializing a `Value` cannot fail (all keys are strings); stay silent if it ever does.
@@ -172,8 +172,7 @@ impl SessionLog {
     }
 
     /// `session_start`: the client's init settings.
-    pub fn session_start(&self, session: &Session) {
-        let s = &session.settings;
+    pub fn session_start(&self, s: &SessionSettings) {
         self.event(
             "session_start",
             json!({
@@ -242,66 +241,24 @@ fn truncate_at_char(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
-/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 print as the epoch.
-pub fn rfc3339_utc_millis(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Proleptic Gregorian date of `days` since 1970-01-01 (H. Hinnant's era-based algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn at(secs: u64, millis: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
-    }
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_utc_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        // 2000-02-29 (leap day in a century leap year) 23:59:59.999
-        assert_eq!(
-            rfc3339_utc_millis(at(951_868_799, 999)),
-            "2000-02-29T23:59:59.999Z"
-        );
-        assert_eq!(
-            rfc3339_utc_millis(at(1_787_310_896, 789)),
-            "2026-08-21T11:14:56.789Z"
-        );
-        // 2100-03-01 (2100 is not a leap year)
-        assert_eq!(
-            rfc3339_utc_millis(at(4_107_542_400, 0)),
-            "2100-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339_utc_millis(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00.000Z"
-        );
+    fn timestamps_are_rfc3339_utc_millis() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = SessionLogger::new(Some(dir.path().to_path_buf())).open("s1");
+        log.event("e", json!({}));
+        let path = dir.path().join("session-s1.jsonl");
+        let line: Value =
+            serde_json::from_str(std::fs::read_to_string(path).expect("log file").trim())
+                .expect("one JSON line");
+        let ts = line["ts"].as_str().expect("ts");
+        // 2026-08-21T11:14:56.789Z: millisecond precision, UTC.
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+        humantime::parse_rfc3339(ts).expect("parses back as RFC 3339");
     }
 
     #[test]

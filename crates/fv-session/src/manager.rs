@@ -5,7 +5,6 @@ use crate::session::{Session, new_session_id};
 use crate::state::SessionState;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -87,6 +86,7 @@ impl SessionLimits {
 
 /// Why a session was expired by the manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Expiry {
     /// No `session_init_v2` within the init timeout (the value given).
     InitTimeout(Duration),
@@ -94,7 +94,7 @@ pub enum Expiry {
     IdleTimeout(Duration),
     /// The server is shutting down ([`SessionManager::expire_all`]).
     Shutdown,
-    /// Ended by an operator or a test ([`SessionHandle::expire_now`]).
+    /// Ended by an operator or a test ([`Session::expire_now`]).
     Evicted,
 }
 
@@ -113,9 +113,9 @@ impl fmt::Display for Expiry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     pub id: String,
-    /// Last state published by the connection task.
+    /// The session's state.
     pub state: SessionState,
-    /// Last segment count published by the connection task.
+    /// Segments the session has completed.
     pub segment_idx: u32,
     /// Time since admission.
     pub age: Duration,
@@ -131,13 +131,13 @@ pub struct SessionInfo {
 }
 
 #[derive(Debug)]
-struct Entry {
-    state: SessionState,
-    segment_idx: u32,
+pub(crate) struct Entry {
+    pub(crate) state: SessionState,
+    pub(crate) segment_idx: u32,
     created: Instant,
-    last_activity: Instant,
-    busy: bool,
-    initialized: bool,
+    pub(crate) last_activity: Instant,
+    pub(crate) busy: bool,
+    pub(crate) initialized: bool,
     expiry: watch::Sender<Option<Expiry>>,
 }
 
@@ -215,8 +215,8 @@ impl SessionManager {
     ///
     /// Fails with [`SessionError::Full`] when `max_sessions` slots are held and with
     /// [`SessionError::ShuttingDown`] after [`shutdown`](Self::shutdown). The slot is freed
-    /// when the returned handle is dropped.
-    pub fn admit(self: &Arc<Self>) -> Result<SessionHandle, SessionError> {
+    /// when the returned [`Session`] is dropped.
+    pub fn admit(self: &Arc<Self>) -> Result<Session, SessionError> {
         let mut inner = self.lock();
         if inner.shutting_down {
             return Err(SessionError::ShuttingDown);
@@ -247,11 +247,7 @@ impl SessionManager {
                 expiry: tx,
             },
         );
-        Ok(SessionHandle {
-            manager: Arc::clone(self),
-            id,
-            expiry: rx,
-        })
+        Ok(Session::admitted(Arc::clone(self), id, rx))
     }
 
     /// Slots currently held (every admitted session whose handle is alive, expired or not).
@@ -353,125 +349,22 @@ impl SessionManager {
         self.lock().shutting_down
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
+    pub(crate) fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
         if let Some(entry) = self.lock().sessions.get_mut(id) {
             f(entry);
         }
     }
-}
 
-/// A held session slot, owned by the connection task. Dropping it frees the slot.
-///
-/// The handle reports client activity and busy periods to the manager and exposes the
-/// manager's expiry decision through [`expired`](Self::expired).
-#[derive(Debug)]
-pub struct SessionHandle {
-    manager: Arc<SessionManager>,
-    id: String,
-    expiry: watch::Receiver<Option<Expiry>>,
-}
-
-impl SessionHandle {
-    /// The session id (32 lowercase hex digits).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The manager's limits (e.g. for `segment_cap` and the `gpu_assigned.session_timeout`).
-    pub fn limits(&self) -> &SessionLimits {
-        &self.manager.limits
-    }
-
-    /// A fresh [`Session`] carrying this handle's id.
-    pub fn new_session(&self) -> Session {
-        Session::new(self.id.clone())
-    }
-
-    /// Client activity (any frame, valid or not): restarts the idle timer. Before
-    /// [`mark_initialized`](Self::mark_initialized) it does not extend the init timeout.
-    pub fn touch(&self) {
-        let now = Instant::now();
-        self.manager.update(&self.id, |e| e.last_activity = now);
-    }
-
-    /// Marks the server as working for this session (queued or generating): no timer runs
-    /// while busy. Clearing it restarts the idle timer from now.
-    pub fn set_busy(&self, busy: bool) {
-        let now = Instant::now();
-        self.manager.update(&self.id, |e| {
-            e.busy = busy;
-            if !busy {
-                e.last_activity = now;
-            }
-        });
-    }
-
-    /// `session_init_v2` accepted: switches from the init timeout to the idle timeout, whose
-    /// timer starts now.
-    pub fn mark_initialized(&self) {
-        let now = Instant::now();
-        self.manager.update(&self.id, |e| {
-            e.initialized = true;
-            e.last_activity = now;
-        });
-    }
-
-    /// Publishes the session's state for `/status`. Not validated here: transitions are
-    /// checked by [`Session::transition`]. A terminal state stops the timers.
-    pub fn set_state(&self, state: SessionState) {
-        self.manager.update(&self.id, |e| e.state = state);
-    }
-
-    /// Publishes the completed-segment count for `/status`.
-    pub fn set_segment_idx(&self, segment_idx: u32) {
-        self.manager
-            .update(&self.id, |e| e.segment_idx = segment_idx);
-    }
-
-    /// Publishes state and segment count from `session` in one step.
-    pub fn publish(&self, session: &Session) {
-        let (state, idx) = (session.state(), session.segment_idx());
-        self.manager.update(&self.id, |e| {
-            e.state = state;
-            e.segment_idx = idx;
-        });
-    }
-
-    /// Resolves once the manager has expired this session. Cancel-safe and `'static`: use it
-    /// in a `select!` next to the socket read; an expiry that already happened resolves
-    /// immediately.
-    pub fn expired(&self) -> impl Future<Output = Expiry> + Send + 'static + use<> {
-        let mut rx = self.expiry.clone();
-        async move {
-            // Copy the value out at once: the borrow guard must not live across an await.
-            let reason = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
-            match reason {
-                Some(reason) => reason,
-                // Unreachable while the handle lives (its entry holds the sender and wait_for
-                // only returns `Some`); never resolving is the safe answer.
-                None => std::future::pending().await,
-            }
-        }
-    }
-
-    /// The expiry reason, if the session has been expired.
-    pub fn expiry(&self) -> Option<Expiry> {
-        *self.expiry.borrow()
-    }
-
-    /// Expires this session now with `reason`. Returns false if it had already expired (the
-    /// first reason is kept).
-    pub fn expire_now(&self, reason: Expiry) -> bool {
-        self.manager
-            .lock()
+    /// Fires `reason` on session `id` unless it already expired; whether it fired.
+    pub(crate) fn expire_one(&self, id: &str, reason: Expiry) -> bool {
+        self.lock()
             .sessions
-            .get(&self.id)
+            .get(id)
             .is_some_and(|e| e.expire(reason))
     }
-}
 
-impl Drop for SessionHandle {
-    fn drop(&mut self) {
-        self.manager.lock().sessions.remove(&self.id);
+    /// Frees the slot of session `id` (its [`Session`] was dropped).
+    pub(crate) fn remove(&self, id: &str) {
+        self.lock().sessions.remove(id);
     }
 }

@@ -1,7 +1,13 @@
-//! Per-session data owned by the connection task.
+//! One admitted session: its slot in the [`SessionManager`], its state machine, its settings.
 
+use crate::error::SessionError;
+use crate::manager::{Expiry, SessionLimits, SessionManager};
 use crate::state::{SessionState, TransitionError};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Creates a fresh session id: a v4 UUID as 32 lowercase hex digits (no dashes), the form
 /// FastVideo uses for its ids.
@@ -33,6 +39,7 @@ pub struct SessionSettings {
 
 /// A client update that only changes stored settings (FastVideo's "toggle" messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Toggle {
     /// `seed_prompts_updated`: replaces the curated prompts.
     SeedPrompts(Vec<String>),
@@ -46,31 +53,43 @@ pub enum Toggle {
     GenerationPaused(bool),
 }
 
-/// One streaming session: plain data plus the guarded state machine.
+/// One admitted streaming session, owned by its connection task.
 ///
-/// The connection task owns it; it does no IO and takes no locks. Publish changes to the
-/// [`SessionManager`](crate::SessionManager) with
-/// [`SessionHandle::publish`](crate::SessionHandle::publish) so `/status` sees them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// It is the single source of truth for the session: the slot it holds in the
+/// [`SessionManager`] (freed when it is dropped), its [`SessionState`] (changed only through
+/// [`transition`](Self::transition), which checks the edge and publishes the new state for
+/// `/status` in the same step), its segment count (bounded by
+/// [`SessionLimits::segment_cap`]), its settings, and its timers (reported through
+/// [`touch`](Self::touch), [`set_busy`](Self::set_busy),
+/// [`mark_initialized`](Self::mark_initialized); the manager's verdict arrives through
+/// [`expired`](Self::expired)).
+///
+/// Created by [`SessionManager::admit`]. It does no IO; every method is a short, lock-guarded
+/// update of the manager's table.
+#[derive(Debug)]
 pub struct Session {
+    manager: Arc<SessionManager>,
     id: String,
+    expiry: watch::Receiver<Option<Expiry>>,
     state: SessionState,
     /// Number of segments completed so far, which is also the 0-based index of the next one.
     /// A failed segment does not advance it.
     segment_idx: u32,
-    /// Settings from `session_init_v2`, updated by toggles.
-    pub settings: SessionSettings,
-    /// Stored only (`generation_paused_updated`); generation is not paused by it.
-    pub generation_paused: bool,
-    /// Wall-clock creation time, for logs.
-    pub created_at: SystemTime,
+    settings: SessionSettings,
+    generation_paused: bool,
+    created_at: SystemTime,
 }
 
 impl Session {
-    /// A new session in [`SessionState::Initializing`] with default settings.
-    pub fn new(id: impl Into<String>) -> Self {
+    pub(crate) fn admitted(
+        manager: Arc<SessionManager>,
+        id: String,
+        expiry: watch::Receiver<Option<Expiry>>,
+    ) -> Self {
         Self {
-            id: id.into(),
+            manager,
+            id,
+            expiry,
             state: SessionState::Initializing,
             segment_idx: 0,
             settings: SessionSettings::default(),
@@ -79,10 +98,17 @@ impl Session {
         }
     }
 
+    /// The session id (32 lowercase hex digits).
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// The limits the session runs under (its manager's).
+    pub fn limits(&self) -> &SessionLimits {
+        self.manager.limits()
+    }
+
+    /// Where the session is in its life.
     pub fn state(&self) -> SessionState {
         self.state
     }
@@ -92,36 +118,65 @@ impl Session {
         self.segment_idx
     }
 
-    /// Moves to `to` if the edge is allowed (see [`SessionState`]). On error the state is
-    /// unchanged. Pure: logs nothing.
+    /// Wall-clock admission time, for logs.
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// Moves to `to` if the edge is allowed (see [`SessionState`]) and publishes it to the
+    /// manager (`/status`; a terminal state stops the timers). On error nothing changes and
+    /// the refused edge is returned for the caller to report.
     pub fn transition(&mut self, to: SessionState) -> Result<(), TransitionError> {
-        if self.state.can_transition_to(to) {
-            self.state = to;
-            Ok(())
-        } else {
-            Err(TransitionError {
+        if !self.state.can_transition_to(to) {
+            return Err(TransitionError {
                 from: self.state,
                 to,
-            })
+            });
         }
+        self.state = to;
+        self.manager.update(&self.id, |e| e.state = to);
+        Ok(())
     }
 
-    /// Records a successfully delivered segment and returns the new count. Failed segments
-    /// must not call this (the state stays `Active` and the index is reused). Saturates at
-    /// `u32::MAX` rather than wrapping.
-    pub fn complete_segment(&mut self) -> u32 {
-        self.segment_idx = self.segment_idx.saturating_add(1);
-        self.segment_idx
+    /// True once [`SessionLimits::segment_cap`] segments have been delivered; no further
+    /// segment may start.
+    pub fn cap_reached(&self) -> bool {
+        self.segment_idx >= self.limits().segment_cap
     }
 
-    /// True once `cap` segments have been delivered (checked before serving the next one).
-    pub fn cap_reached(&self, cap: u32) -> bool {
-        self.segment_idx >= cap
+    /// Records a delivered segment and returns the new count. Refused with
+    /// [`SessionError::CapReached`] once the cap is reached (a segment past the cap must not
+    /// have been started), and with [`SessionError::NotActive`] unless the session is
+    /// [`Active`](SessionState::Active). Failed segments must not call this: the index is
+    /// reused.
+    pub fn complete_segment(&mut self) -> Result<u32, SessionError> {
+        if self.state != SessionState::Active {
+            return Err(SessionError::NotActive { state: self.state });
+        }
+        if self.cap_reached() {
+            return Err(SessionError::CapReached {
+                cap: self.limits().segment_cap,
+            });
+        }
+        self.segment_idx += 1;
+        let idx = self.segment_idx;
+        self.manager.update(&self.id, |e| e.segment_idx = idx);
+        Ok(idx)
+    }
+
+    /// The client's choices from `session_init_v2`, as updated by toggles.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
     }
 
     /// Stores the client's `session_init_v2` choices.
     pub fn apply_settings(&mut self, settings: SessionSettings) {
         self.settings = settings;
+    }
+
+    /// Whether the client paused generation (`generation_paused_updated`).
+    pub fn generation_paused(&self) -> bool {
+        self.generation_paused
     }
 
     /// Applies a toggle message. Toggles never change the state or the segment index.
@@ -134,11 +189,94 @@ impl Session {
             Toggle::GenerationPaused(paused) => self.generation_paused = paused,
         }
     }
+
+    /// Client activity (any frame, valid or not): restarts the idle timer. Before
+    /// [`mark_initialized`](Self::mark_initialized) it does not extend the init timeout.
+    pub fn touch(&self) {
+        let now = Instant::now();
+        self.manager.update(&self.id, |e| e.last_activity = now);
+    }
+
+    /// Marks the server as working for this session (queued or generating): no timer runs
+    /// while busy. Clearing it restarts the idle timer from now.
+    pub fn set_busy(&self, busy: bool) {
+        let now = Instant::now();
+        self.manager.update(&self.id, |e| {
+            e.busy = busy;
+            if !busy {
+                e.last_activity = now;
+            }
+        });
+    }
+
+    /// `session_init_v2` accepted: switches from the init timeout to the idle timeout, whose
+    /// timer starts now.
+    pub fn mark_initialized(&self) {
+        let now = Instant::now();
+        self.manager.update(&self.id, |e| {
+            e.initialized = true;
+            e.last_activity = now;
+        });
+    }
+
+    /// Resolves once the manager has expired this session. Cancel-safe and `'static`: use it
+    /// in a `select!` next to the socket read; an expiry that already happened resolves
+    /// immediately.
+    pub fn expired(&self) -> impl Future<Output = Expiry> + Send + 'static + use<> {
+        let mut rx = self.expiry.clone();
+        async move {
+            // Copy the value out at once: the borrow guard must not live across an await.
+            let reason = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
+            match reason {
+                Some(reason) => reason,
+                // Unreachable while the session lives (its entry holds the sender and
+                // wait_for only returns `Some`); never resolving is the safe answer.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// The expiry reason, if the session has been expired.
+    pub fn expiry(&self) -> Option<Expiry> {
+        *self.expiry.borrow()
+    }
+
+    /// Expires this session now with `reason`. Returns false if it had already expired (the
+    /// first reason is kept).
+    pub fn expire_now(&self, reason: Expiry) -> bool {
+        self.manager.expire_one(&self.id, reason)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.manager.remove(&self.id);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manager(cap: u32) -> Arc<SessionManager> {
+        SessionManager::new(SessionLimits {
+            segment_cap: cap,
+            ..SessionLimits::default()
+        })
+        .expect("valid limits")
+    }
+
+    fn active(m: &Arc<SessionManager>) -> Session {
+        let mut s = m.admit().expect("slot");
+        for to in [
+            SessionState::Queued,
+            SessionState::GpuBinding,
+            SessionState::Active,
+        ] {
+            s.transition(to).expect("happy path edge");
+        }
+        s
+    }
 
     #[test]
     fn ids_are_32_lowercase_hex_and_unique() {
@@ -154,17 +292,18 @@ mod tests {
 
     #[test]
     fn new_session_starts_initializing_at_segment_zero() {
-        let s = Session::new("abc");
-        assert_eq!(s.id(), "abc");
+        let m = manager(6);
+        let s = m.admit().expect("slot");
         assert_eq!(s.state(), SessionState::Initializing);
         assert_eq!(s.segment_idx(), 0);
-        assert!(!s.generation_paused);
-        assert_eq!(s.settings, SessionSettings::default());
+        assert!(!s.generation_paused());
+        assert_eq!(s.settings(), &SessionSettings::default());
     }
 
     #[test]
-    fn failed_transition_leaves_state_unchanged() {
-        let mut s = Session::new("x");
+    fn failed_transition_leaves_state_unchanged_and_unpublished() {
+        let m = manager(6);
+        let mut s = m.admit().expect("slot");
         s.transition(SessionState::Rejected)
             .expect("init -> rejected");
         let err = s
@@ -173,6 +312,7 @@ mod tests {
         assert_eq!(err.from, SessionState::Rejected);
         assert_eq!(err.to, SessionState::Active);
         assert_eq!(s.state(), SessionState::Rejected);
+        assert_eq!(m.snapshot()[0].state, SessionState::Rejected);
         assert_eq!(
             err.to_string(),
             "illegal session state transition: rejected -> active"
@@ -180,36 +320,62 @@ mod tests {
     }
 
     #[test]
-    fn typical_lifecycle_with_a_failed_segment_stays_active() {
-        let mut s = Session::new("x");
-        for to in [
-            SessionState::Queued,
-            SessionState::GpuBinding,
-            SessionState::Active,
-        ] {
-            s.transition(to).expect("happy path edge");
-        }
-        assert_eq!(s.complete_segment(), 1);
-        // A worker_failed segment: no transition, no increment, still usable.
-        assert_eq!(s.state(), SessionState::Active);
-        assert_eq!(s.segment_idx(), 1);
-        assert_eq!(s.complete_segment(), 2);
-        assert!(s.cap_reached(2));
-        assert!(!s.cap_reached(3));
-        s.transition(SessionState::Complete)
-            .expect("cap -> complete");
+    fn every_change_is_published_as_it_happens() {
+        let m = manager(6);
+        let mut s = m.admit().expect("slot");
+        s.transition(SessionState::Queued).expect("edge");
+        assert_eq!(m.snapshot()[0].state, SessionState::Queued);
+        s.transition(SessionState::GpuBinding).expect("edge");
+        s.transition(SessionState::Active).expect("edge");
+        assert_eq!(s.complete_segment().expect("under the cap"), 1);
+        let row = &m.snapshot()[0];
+        assert_eq!((row.state, row.segment_idx), (SessionState::Active, 1));
     }
 
     #[test]
-    fn segment_counter_saturates() {
-        let mut s = Session::new("x");
-        s.segment_idx = u32::MAX;
-        assert_eq!(s.complete_segment(), u32::MAX);
+    fn the_cap_is_enforced_by_the_session() {
+        let m = manager(2);
+        let mut s = active(&m);
+        assert!(!s.cap_reached());
+        assert_eq!(s.complete_segment().expect("1 of 2"), 1);
+        assert_eq!(s.complete_segment().expect("2 of 2"), 2);
+        assert!(s.cap_reached());
+        let err = s.complete_segment().expect_err("past the cap");
+        assert!(matches!(err, SessionError::CapReached { cap: 2 }), "{err}");
+        assert_eq!(s.segment_idx(), 2);
+        assert_eq!(m.snapshot()[0].segment_idx, 2);
+    }
+
+    #[test]
+    fn segments_complete_only_while_active() {
+        let m = manager(6);
+        let mut s = m.admit().expect("slot");
+        let err = s.complete_segment().expect_err("not active yet");
+        assert!(matches!(
+            err,
+            SessionError::NotActive {
+                state: SessionState::Initializing
+            }
+        ));
+        let mut s = active(&m);
+        s.transition(SessionState::Complete).expect("edge");
+        assert!(s.complete_segment().is_err());
+        assert_eq!(s.segment_idx(), 0);
+    }
+
+    #[test]
+    fn dropping_the_session_frees_its_slot() {
+        let m = manager(6);
+        let s = m.admit().expect("slot");
+        assert_eq!(m.active_count(), 1);
+        drop(s);
+        assert_eq!(m.active_count(), 0);
     }
 
     #[test]
     fn settings_and_toggles_are_stored() {
-        let mut s = Session::new("x");
+        let m = manager(6);
+        let mut s = m.admit().expect("slot");
         s.apply_settings(SessionSettings {
             client_id: Some("c1".into()),
             preset: Some("p".into()),
@@ -220,19 +386,19 @@ mod tests {
             loop_generation_enabled: true,
             single_clip_mode: true,
         });
-        assert_eq!(s.settings.client_id.as_deref(), Some("c1"));
-        assert!(s.settings.single_clip_mode);
+        assert_eq!(s.settings().client_id.as_deref(), Some("c1"));
+        assert!(s.settings().single_clip_mode);
 
         s.apply_toggle(Toggle::SeedPrompts(vec!["b".into(), "c".into()]));
         s.apply_toggle(Toggle::Enhancement(false));
         s.apply_toggle(Toggle::AutoExtension(true));
         s.apply_toggle(Toggle::LoopGeneration(false));
         s.apply_toggle(Toggle::GenerationPaused(true));
-        assert_eq!(s.settings.curated_prompts, vec!["b", "c"]);
-        assert!(!s.settings.enhancement_enabled);
-        assert!(s.settings.auto_extension_enabled);
-        assert!(!s.settings.loop_generation_enabled);
-        assert!(s.generation_paused);
+        assert_eq!(s.settings().curated_prompts, vec!["b", "c"]);
+        assert!(!s.settings().enhancement_enabled);
+        assert!(s.settings().auto_extension_enabled);
+        assert!(!s.settings().loop_generation_enabled);
+        assert!(s.generation_paused());
         assert_eq!(s.state(), SessionState::Initializing);
         assert_eq!(s.segment_idx(), 0);
     }

@@ -1,7 +1,7 @@
 //! JSONL session log: file name, line shape, helpers, disabled mode, failures.
 
 use fv_session::{
-    MAX_LOGGED_PROMPT_BYTES, SegmentRecord, Session, SessionLog, SessionLogger, SessionSettings,
+    MAX_LOGGED_PROMPT_BYTES, SegmentRecord, SessionLog, SessionLogger, SessionSettings,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -59,15 +59,14 @@ fn helpers_write_the_documented_payloads() {
     let logger = SessionLogger::new(Some(dir.path().to_path_buf()));
     let log = logger.open("s1");
 
-    let mut session = Session::new("s1");
-    session.apply_settings(SessionSettings {
+    let settings = SessionSettings {
         client_id: Some("client".into()),
         preset: Some("p1".into()),
         curated_prompts: vec!["a".into(), "b".into()],
         enhancement_enabled: true,
         ..SessionSettings::default()
-    });
-    log.session_start(&session);
+    };
+    log.session_start(&settings);
     log.segment(&SegmentRecord {
         segment_idx: 0,
         prompt: "a cat".into(),

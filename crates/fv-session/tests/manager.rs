@@ -27,7 +27,7 @@ fn assert_send_sync<T: Send + Sync>() {}
 #[test]
 fn types_are_send_and_sync() {
     assert_send_sync::<SessionManager>();
-    assert_send_sync::<fv_session::SessionHandle>();
+    assert_send_sync::<fv_session::Session>();
 }
 
 #[test]
@@ -238,8 +238,8 @@ async fn busy_also_suspends_the_init_timer() {
 async fn reap_without_a_reaper_and_terminal_states_run_no_timer() {
     let m = manager(3);
     let live = m.admit().expect("slot");
-    let ended = m.admit().expect("slot");
-    ended.set_state(SessionState::Complete);
+    let mut ended = m.admit().expect("slot");
+    ended.transition(SessionState::Complete).expect("edge");
 
     advance(INIT - Duration::from_millis(1)).await;
     assert_eq!(m.reap(), 0);
@@ -282,18 +282,14 @@ async fn expired_future_is_cancel_safe_and_can_be_awaited_repeatedly() {
 #[tokio::test(start_paused = true)]
 async fn snapshot_reports_published_state_oldest_first() {
     let m = manager(3);
-    let first = m.admit().expect("slot");
+    let mut first = m.admit().expect("slot");
     advance(Duration::from_secs(2)).await;
-    let second = m.admit().expect("slot");
-    let mut session = second.new_session();
-    assert_eq!(session.id(), second.id());
+    let mut second = m.admit().expect("slot");
     second.mark_initialized();
-    session.transition(SessionState::GpuBinding).expect("edge");
-    session.transition(SessionState::Active).expect("edge");
-    session.complete_segment();
-    second.publish(&session);
-    first.set_state(SessionState::Queued);
-    first.set_segment_idx(4);
+    second.transition(SessionState::GpuBinding).expect("edge");
+    second.transition(SessionState::Active).expect("edge");
+    second.complete_segment().expect("under the cap");
+    first.transition(SessionState::Queued).expect("edge");
     first.set_busy(true);
     advance(Duration::from_secs(3)).await;
 
@@ -301,7 +297,7 @@ async fn snapshot_reports_published_state_oldest_first() {
     assert_eq!(snap.len(), 2);
     assert_eq!(snap[0].id, first.id());
     assert_eq!(snap[0].state, SessionState::Queued);
-    assert_eq!(snap[0].segment_idx, 4);
+    assert_eq!(snap[0].segment_idx, 0);
     assert_eq!(snap[0].age, Duration::from_secs(5));
     assert!(snap[0].busy);
     assert!(!snap[0].initialized);

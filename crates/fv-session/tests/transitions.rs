@@ -1,6 +1,9 @@
 //! Every (from, to) pair of the session state machine, checked against an explicit table.
 
-use fv_session::{Session, SessionState, SessionState::*, TransitionError};
+use fv_session::{
+    Session, SessionLimits, SessionManager, SessionState, SessionState::*, TransitionError,
+};
+use std::sync::Arc;
 
 /// Allowed non-self edges, written out independently of the implementation.
 const ALLOWED: &[(SessionState, SessionState)] = &[
@@ -25,8 +28,8 @@ const ALLOWED: &[(SessionState, SessionState)] = &[
 ];
 
 /// Drives a fresh session into `state` through allowed edges.
-fn session_in(state: SessionState) -> Session {
-    let mut s = Session::new("t");
+fn session_in(manager: &Arc<SessionManager>, state: SessionState) -> Session {
+    let mut s = manager.admit().expect("a slot");
     let path: &[SessionState] = match state {
         Initializing => &[],
         Queued => &[Queued],
@@ -46,6 +49,7 @@ fn session_in(state: SessionState) -> Session {
 
 #[test]
 fn every_pair_matches_the_table() {
+    let manager = SessionManager::new(SessionLimits::default()).expect("valid limits");
     let mut checked = 0;
     for from in SessionState::ALL {
         for to in SessionState::ALL {
@@ -55,14 +59,16 @@ fn every_pair_matches_the_table() {
                 expected,
                 "can_transition_to {from} -> {to}"
             );
-            let mut s = session_in(from);
+            let mut s = session_in(&manager, from);
             let result = s.transition(to);
             if expected {
                 assert_eq!(result, Ok(()), "{from} -> {to} should be allowed");
                 assert_eq!(s.state(), to);
+                assert_eq!(manager.snapshot()[0].state, to, "published with the change");
             } else {
                 assert_eq!(result, Err(TransitionError { from, to }));
                 assert_eq!(s.state(), from, "failed transition must not change state");
+                assert_eq!(manager.snapshot()[0].state, from, "nothing published");
             }
             checked += 1;
         }

@@ -27,18 +27,12 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 pub fn request(prompt: &str, steps: u32, frames: u32) -> GenerationRequest {
     GenerationRequest {
         session_id: "test".into(),
-        segment_idx: 0,
-        prompt: prompt.into(),
-        negative_prompt: None,
         seed: 7,
         num_inference_steps: steps,
-        guidance_scale: 1.0,
         width: 16,
         height: 16,
         num_frames: frames,
-        fps: 24,
-        image_path: None,
-        state: None,
+        ..GenerationRequest::new(prompt)
     }
 }
 

@@ -1,0 +1,650 @@
+//! Transcript tests of the session core: inputs in, actions out, no sockets, pools or stores.
+//! Each action is written as one short line (`send gpu_assigned 3`, `end segment_cap 1000`).
+
+use super::event::{ClientInput, ClientMsg, Event, InitRequest, SegmentAsk};
+use super::machine::{Action, Input, MAX_PENDING_SEGMENTS, SessionMachine};
+use crate::config::ServeConfig;
+use crate::error::Failure;
+use crate::segment::SegmentDone;
+use fv_core::{ContinuationState, GenerateError};
+use fv_pool::{PoolError, QueuePosition};
+use fv_session::{
+    Expiry, InitImageError, SessionLimits, SessionManager, SessionSettings, SessionState, Toggle,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Harness {
+    manager: Arc<SessionManager>,
+    machine: SessionMachine,
+}
+
+fn config() -> ServeConfig {
+    let mut config = ServeConfig::mock_defaults();
+    config.streaming.session_timeout_seconds = 120;
+    config.default_request.negative_prompt = Some("blurry".into());
+    config
+}
+
+fn harness(cap: u32) -> Harness {
+    harness_with(cap, config())
+}
+
+fn harness_with(cap: u32, config: ServeConfig) -> Harness {
+    let manager = SessionManager::new(SessionLimits {
+        segment_cap: cap,
+        ..SessionLimits::default()
+    })
+    .expect("valid limits");
+    let session = manager.admit().expect("a slot");
+    Harness {
+        machine: SessionMachine::new(Arc::new(config), session),
+        manager,
+    }
+}
+
+/// One action as a transcript line.
+fn line(action: &Action) -> String {
+    match action {
+        Action::Send(event) => match event {
+            Event::QueueStatus {
+                position,
+                queue_depth,
+            } => format!("send queue_status {position}/{queue_depth}"),
+            Event::GpuAssigned { worker_id, .. } => format!("send gpu_assigned {worker_id}"),
+            Event::StreamComplete(reason) => format!("send stream_complete {reason:?}"),
+            Event::SessionTimeout { timeout_seconds } => {
+                format!("send session_timeout {timeout_seconds}")
+            }
+            other => format!("send {}", other.name()),
+        },
+        Action::Error(failure) => format!("error {}", failure.code_name()),
+        Action::ApplyInit(_) => "apply_init".into(),
+        Action::Acquire => "acquire".into(),
+        Action::StartSegment(order) => {
+            format!("start {} {}", order.plan.segment_idx, order.request.prompt)
+        }
+        Action::CancelSegment => "cancel".into(),
+        Action::LoadSnapshot => "load_snapshot".into(),
+        Action::SaveState(state) => format!("save_state {}", state.kind),
+        Action::End(reason) => match reason.close() {
+            Some((code, why)) => format!("end {} {code} {why}", reason.as_str()),
+            None => format!("end {}", reason.as_str()),
+        },
+    }
+}
+
+impl Harness {
+    fn feed(&mut self, input: Input) -> Vec<String> {
+        self.machine.handle(input).iter().map(line).collect()
+    }
+
+    fn feed_actions(&mut self, input: Input) -> Vec<Action> {
+        self.machine.handle(input)
+    }
+
+    fn client(&mut self, msg: ClientMsg, wire_name: &'static str) -> Vec<String> {
+        self.feed(Input::Client(ClientInput::Message { msg, wire_name }))
+    }
+
+    fn init(&mut self) -> Vec<String> {
+        self.client(
+            ClientMsg::Init(Box::new(InitRequest {
+                settings: SessionSettings {
+                    preset: Some("p1".into()),
+                    ..SessionSettings::default()
+                },
+                ..InitRequest::default()
+            })),
+            "session_init_v2",
+        )
+    }
+
+    fn ask(&mut self, prompt: &str) -> Vec<String> {
+        self.ask_with(SegmentAsk {
+            prompt: prompt.into(),
+            ..SegmentAsk::default()
+        })
+    }
+
+    fn ask_with(&mut self, ask: SegmentAsk) -> Vec<String> {
+        self.client(ClientMsg::Segment(ask), "segment_prompt_source")
+    }
+
+    /// Init, applied, granted worker 3: the session is active.
+    fn active(&mut self) {
+        assert_eq!(self.init(), ["apply_init"]);
+        assert_eq!(self.feed(Input::InitApplied(Ok(None))), ["acquire"]);
+        assert_eq!(
+            self.feed(Input::Acquired(Ok(3))),
+            [
+                "send queue_status 0/0",
+                "send gpu_assigned 3",
+                "send stream_start"
+            ]
+        );
+    }
+
+    fn state(&self) -> SessionState {
+        self.machine.session().state()
+    }
+}
+
+fn done(segment_idx: u32, state: Option<ContinuationState>) -> Input {
+    Input::SegmentDone(Ok(SegmentDone {
+        segment_idx,
+        prompt: "p".into(),
+        frames: 24,
+        chunks: 3,
+        bytes: 1000,
+        duration_ms: 1000.0,
+        generation_ms: 5.0,
+        encode_ms: 1.0,
+        first_media_ms: Some(2.0),
+        e2e_ms: 7.0,
+        state,
+    }))
+}
+
+fn state(kind: &str) -> ContinuationState {
+    ContinuationState {
+        kind: kind.into(),
+        payload: serde_json::Map::new(),
+    }
+}
+
+#[test]
+fn a_session_from_init_to_the_cap() {
+    let mut h = harness(2);
+    assert_eq!(h.state(), SessionState::Initializing);
+    assert_eq!(h.init(), ["apply_init"]);
+    assert_eq!(h.feed(Input::InitApplied(Ok(None))), ["acquire"]);
+    assert_eq!(h.state(), SessionState::Queued);
+    assert_eq!(
+        h.feed(Input::Acquired(Ok(3))),
+        [
+            "send queue_status 0/0",
+            "send gpu_assigned 3",
+            "send stream_start"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Active);
+    assert_eq!(h.ask("a red fox"), ["start 0 a red fox"]);
+    // While a segment runs, the next request waits its turn.
+    assert_eq!(h.ask("a blue fox"), Vec::<String>::new());
+    assert_eq!(h.feed(done(0, None)), ["start 1 a blue fox"]);
+    assert_eq!(h.manager.snapshot()[0].segment_idx, 1);
+    // The cap ends the stream at once, without waiting for the client.
+    assert_eq!(
+        h.feed(done(1, Some(state("ltx2.v1")))),
+        [
+            "save_state ltx2.v1",
+            "send stream_complete SegmentCap",
+            "end segment_cap 1000 segment_cap"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Complete);
+    assert!(h.machine.ended());
+    // Nothing happens after the end.
+    assert!(h.ask("too late").is_empty());
+}
+
+#[test]
+fn stream_start_carries_the_preset_and_the_configured_size() {
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    let actions = h.feed_actions(Input::Acquired(Ok(0)));
+    let start = actions.iter().find_map(|a| match a {
+        Action::Send(Event::StreamStart {
+            preset,
+            width,
+            height,
+            fps,
+            num_frames,
+        }) => Some((preset.clone(), *width, *height, *fps, *num_frames)),
+        _ => None,
+    });
+    assert_eq!(start, Some((Some("p1".into()), 256, 256, 24, 24)));
+    let assigned = actions.iter().find_map(|a| match a {
+        Action::Send(Event::GpuAssigned {
+            session_timeout, ..
+        }) => Some(*session_timeout),
+        _ => None,
+    });
+    assert_eq!(assigned, Some(120));
+}
+
+#[test]
+fn queue_positions_are_forwarded_and_no_zero_is_invented() {
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    let pos = |position, queue_depth| {
+        Input::Queue(QueuePosition {
+            position,
+            queue_depth,
+        })
+    };
+    assert_eq!(h.feed(pos(2, 2)), ["send queue_status 2/2"]);
+    assert_eq!(h.feed(pos(1, 1)), ["send queue_status 1/1"]);
+    assert_eq!(h.feed(pos(0, 0)), ["send queue_status 0/0"]);
+    assert_eq!(
+        h.feed(Input::Acquired(Ok(1))),
+        ["send gpu_assigned 1", "send stream_start"]
+    );
+}
+
+#[test]
+fn the_first_frame_must_be_a_valid_init() {
+    let mut h = harness(6);
+    assert_eq!(
+        h.client(ClientMsg::Snapshot, "snapshot_state"),
+        [
+            "error invalid_message",
+            "end rejected 1003 expected_session_init_v2"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Rejected);
+
+    let mut h = harness(6);
+    let err = fv_protocol::parse_client_message("{}").expect_err("no type");
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::Invalid(err))),
+        ["error invalid_message", "end rejected 1003 invalid_init"]
+    );
+
+    let mut h = harness(6);
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::Binary)),
+        ["error invalid_message", "end rejected 1003 invalid_init"]
+    );
+}
+
+#[test]
+fn later_bad_frames_are_answered_and_the_session_goes_on() {
+    let mut h = harness(6);
+    h.active();
+    let err = fv_protocol::parse_client_message("[1,2]").expect_err("not an object");
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::Invalid(err))),
+        ["error invalid_message"]
+    );
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::Binary)),
+        ["error invalid_message"]
+    );
+    // A repeated init is valid and ignored.
+    assert!(h.init().is_empty());
+    assert_eq!(h.ask("still here"), ["start 0 still here"]);
+    assert_eq!(h.state(), SessionState::Active);
+}
+
+#[test]
+fn transport_errors_end_with_their_close_codes() {
+    let mut h = harness(6);
+    h.active();
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::TooBig)),
+        ["end message_too_big 1009 frame exceeds limit of 16777216 bytes"]
+    );
+    let mut h = harness(6);
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::BadUtf8)),
+        ["end invalid_utf8 1007 invalid UTF-8 in a text frame"]
+    );
+    assert_eq!(h.state(), SessionState::Error);
+}
+
+#[test]
+fn a_client_that_leaves_cancels_its_segment() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    assert_eq!(
+        h.feed(Input::Client(ClientInput::Closed)),
+        ["cancel", "end client_closed"]
+    );
+    assert_eq!(h.state(), SessionState::Complete);
+
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    assert_eq!(
+        h.feed(Input::SegmentDone(Err(Failure::ClientGone))),
+        ["end client_gone"]
+    );
+}
+
+#[test]
+fn requests_are_validated_when_they_arrive() {
+    let mut h = harness(6);
+    h.active();
+    let bad = [
+        SegmentAsk {
+            num_inference_steps: Some(0),
+            ..SegmentAsk::default()
+        },
+        SegmentAsk {
+            num_inference_steps: Some(1001),
+            ..SegmentAsk::default()
+        },
+        SegmentAsk {
+            guidance_scale: Some(100.5),
+            ..SegmentAsk::default()
+        },
+        SegmentAsk {
+            guidance_scale: Some(-1.0),
+            ..SegmentAsk::default()
+        },
+        SegmentAsk {
+            prompt: "x".repeat(16 * 1024 + 1),
+            ..SegmentAsk::default()
+        },
+        SegmentAsk {
+            negative_prompt: Some("x".repeat(16 * 1024 + 1)),
+            ..SegmentAsk::default()
+        },
+    ];
+    for ask in bad {
+        assert_eq!(h.ask_with(ask), ["error invalid_message"]);
+    }
+    // Defaults fill what the client left out; an empty negative prompt means the default.
+    let actions = h.feed_actions(Input::Client(ClientInput::Message {
+        msg: ClientMsg::Segment(SegmentAsk {
+            prompt: "ok".into(),
+            negative_prompt: Some(String::new()),
+            ..SegmentAsk::default()
+        }),
+        wire_name: "segment_prompt_source",
+    }));
+    let Some(Action::StartSegment(order)) = actions.first() else {
+        panic!(
+            "expected a start, got {:?}",
+            actions.iter().map(line).collect::<Vec<_>>()
+        );
+    };
+    let r = &order.request;
+    assert_eq!(
+        (
+            r.seed,
+            r.num_inference_steps,
+            r.guidance_scale,
+            r.negative_prompt.as_deref()
+        ),
+        (1024, 1, 1.0, Some("blurry"))
+    );
+    assert_eq!((r.width, r.height, r.num_frames, r.fps), (256, 256, 24, 24));
+    assert_eq!(r.session_id, h.machine.session().id());
+    assert!(r.state.is_none(), "the runtime adds the stored state");
+}
+
+#[test]
+fn the_pending_queue_is_bounded() {
+    let mut h = harness(100);
+    h.active();
+    assert_eq!(h.ask("running"), ["start 0 running"]);
+    for i in 0..MAX_PENDING_SEGMENTS {
+        assert!(h.ask(&format!("waiting {i}")).is_empty());
+    }
+    assert_eq!(h.ask("one too many"), ["error invalid_message"]);
+    assert_eq!(h.feed(done(0, None)), ["start 1 waiting 0"]);
+    assert!(h.ask("room again").is_empty());
+}
+
+#[test]
+fn a_failed_segment_is_reported_and_the_next_one_runs_with_the_same_index() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    h.ask("b");
+    let failed = Failure::Generate(GenerateError::Failed("out of memory".into()));
+    assert_eq!(
+        h.feed(Input::SegmentDone(Err(failed))),
+        ["error worker_failed", "start 0 b"]
+    );
+    assert_eq!(h.state(), SessionState::Active);
+    assert_eq!(h.machine.session().segment_idx(), 0);
+}
+
+#[test]
+fn a_worker_that_cannot_run_ends_the_session() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    let lost = Failure::Run(PoolError::WorkerDead { worker_id: 3 });
+    assert_eq!(
+        h.feed(Input::SegmentStartFailed(lost)),
+        ["error worker_failed", "end error 1011 worker_failed"]
+    );
+    assert_eq!(h.state(), SessionState::Error);
+}
+
+#[test]
+fn no_worker_ends_the_session_with_1013() {
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    assert_eq!(
+        h.feed(Input::Acquired(Err(PoolError::AcquireTimeout(
+            Duration::from_secs(5)
+        )))),
+        [
+            "error gpu_unavailable",
+            "end acquire_timeout 1013 gpu_unavailable"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Timeout);
+
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    assert_eq!(
+        h.feed(Input::Acquired(Err(PoolError::QueueFull { max: 0 }))),
+        [
+            "error gpu_unavailable",
+            "end gpu_unavailable 1013 gpu_unavailable"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Rejected);
+}
+
+#[test]
+fn a_bad_init_image_rejects_and_a_disk_failure_is_ours() {
+    let mut h = harness(6);
+    h.init();
+    let bad = Failure::BadImage(InitImageError::Empty);
+    assert_eq!(
+        h.feed(Input::InitApplied(Err(bad))),
+        ["error invalid_message", "end rejected 1003 invalid_init"]
+    );
+    let mut h = harness(6);
+    h.init();
+    let disk = Failure::Internal("disk full".into());
+    assert_eq!(
+        h.feed(Input::InitApplied(Err(disk))),
+        ["error internal_error", "end error 1011 internal_error"]
+    );
+}
+
+#[test]
+fn timeouts_say_so_and_close_normally() {
+    let mut h = harness(6);
+    assert_eq!(
+        h.feed(Input::Expired(Expiry::InitTimeout(Duration::from_secs(10)))),
+        [
+            "send session_timeout 10",
+            "end init_timeout 1000 session_timeout"
+        ]
+    );
+    assert_eq!(h.state(), SessionState::Timeout);
+
+    let mut h = harness(6);
+    h.active();
+    assert_eq!(
+        h.feed(Input::Expired(Expiry::IdleTimeout(Duration::from_secs(
+            120
+        )))),
+        [
+            "send session_timeout 120",
+            "send stream_complete StopRequested",
+            "end idle_timeout 1000 session_timeout"
+        ]
+    );
+}
+
+#[test]
+fn an_init_applied_after_the_init_timeout_fired_ends_the_session() {
+    let mut h = harness(6);
+    h.init();
+    assert!(
+        h.machine
+            .session()
+            .expire_now(Expiry::InitTimeout(Duration::from_secs(10)))
+    );
+    assert_eq!(
+        h.feed(Input::InitApplied(Ok(None))),
+        [
+            "send session_timeout 10",
+            "end init_timeout 1000 session_timeout"
+        ]
+    );
+}
+
+#[test]
+fn draining_finishes_the_running_segment_then_closes_1001() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    h.ask("b");
+    assert!(
+        h.feed(Input::Drain).is_empty(),
+        "the running segment goes on"
+    );
+    assert!(h.ask("c").is_empty(), "no new segment starts");
+    assert_eq!(
+        h.feed(done(0, None)),
+        [
+            "send stream_complete StopRequested",
+            "end shutdown 1001 server_shutdown"
+        ]
+    );
+
+    // Idle, waiting for a worker, or before init: at once.
+    let mut h = harness(6);
+    h.active();
+    assert_eq!(
+        h.feed(Input::Drain),
+        [
+            "send stream_complete StopRequested",
+            "end shutdown 1001 server_shutdown"
+        ]
+    );
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    assert_eq!(h.feed(Input::Drain).len(), 2);
+    assert_eq!(h.state(), SessionState::Complete);
+}
+
+#[test]
+fn a_hard_stop_cancels_the_running_segment() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    assert_eq!(
+        h.feed(Input::HardStop),
+        [
+            "send stream_complete StopRequested",
+            "cancel",
+            "end shutdown 1001 server_shutdown"
+        ]
+    );
+}
+
+#[test]
+fn snapshots_are_answered_from_the_store() {
+    let mut h = harness(6);
+    h.active();
+    assert_eq!(
+        h.client(ClientMsg::Snapshot, "snapshot_state"),
+        ["load_snapshot"]
+    );
+    assert_eq!(
+        h.feed(Input::SnapshotLoaded(Ok(None))),
+        ["error internal_error"]
+    );
+    assert_eq!(
+        h.feed(Input::SnapshotLoaded(Ok(Some(state("ltx2.v1"))))),
+        ["send snapshot"]
+    );
+}
+
+#[test]
+fn toggles_change_settings_only() {
+    let mut h = harness(6);
+    h.active();
+    for toggle in [
+        Toggle::SeedPrompts(vec!["x".into()]),
+        Toggle::Enhancement(true),
+        Toggle::AutoExtension(true),
+        Toggle::LoopGeneration(true),
+        Toggle::GenerationPaused(true),
+    ] {
+        assert!(
+            h.client(ClientMsg::Toggle(toggle), "enhancement_updated")
+                .is_empty()
+        );
+    }
+    let session = h.machine.session();
+    assert_eq!(session.settings().curated_prompts, ["x"]);
+    assert!(session.settings().enhancement_enabled);
+    assert!(session.settings().auto_extension_enabled);
+    assert!(session.settings().loop_generation_enabled);
+    assert!(session.generation_paused());
+    assert_eq!(session.state(), SessionState::Active);
+}
+
+#[test]
+fn stream_time_accumulates_in_pts_base() {
+    let mut h = harness(6);
+    h.active();
+    h.ask("a");
+    h.ask("b");
+    let actions = h.feed_actions(done(0, None));
+    let Some(Action::StartSegment(order)) = actions.first() else {
+        panic!("expected the second segment to start");
+    };
+    assert_eq!(order.plan.pts_base_ms, 1000.0);
+    assert_eq!(order.plan.segment_idx, 1);
+}
+
+#[test]
+fn the_session_is_busy_while_queued_or_generating() {
+    let mut h = harness(6);
+    h.init();
+    h.feed(Input::InitApplied(Ok(None)));
+    assert!(h.manager.snapshot()[0].busy, "queued");
+    h.feed(Input::Acquired(Ok(0)));
+    assert!(!h.manager.snapshot()[0].busy, "bound, idle");
+    h.ask("a");
+    assert!(h.manager.snapshot()[0].busy, "generating");
+    h.feed(done(0, None));
+    assert!(!h.manager.snapshot()[0].busy);
+}
+
+#[test]
+fn a_cap_of_one_ends_after_the_first_segment_even_with_requests_waiting() {
+    let mut h = harness(1);
+    h.active();
+    h.ask("a");
+    h.ask("b");
+    assert_eq!(
+        h.feed(done(0, None)),
+        [
+            "send stream_complete SegmentCap",
+            "end segment_cap 1000 segment_cap"
+        ]
+    );
+    assert_eq!(h.machine.session().segment_idx(), 1);
+}
