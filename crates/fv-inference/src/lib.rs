@@ -13,6 +13,8 @@
 //! [`timing`] times the pieces at the released size (`examples/gpu_check.rs`).
 //! Not yet here: the Gemma text encoder (text embeddings come from a precomputed file or a
 //! hashed pseudo-embedding of the prompt, see [`pipeline`]) and the audio stream.
+//! [`text`] holds the text side on its own (tokenizer, Gemma-3, connectors:
+//! [`Ltx2TextEncoder`]); the pipeline does not call it yet.
 
 pub mod config;
 #[cfg(feature = "cuda")]
@@ -23,6 +25,7 @@ pub mod rope;
 pub mod scheduler;
 #[cfg(test)]
 mod test_util;
+pub mod text;
 pub mod timing;
 pub mod tiny;
 pub mod transformer;
@@ -34,6 +37,7 @@ pub use candle_core::{DType, Device};
 pub use config::TransformerConfig;
 pub use pipeline::Ltx2Pipeline;
 pub use scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfig};
+pub use text::{CaptionEmbeddings, Ltx2TextEncoder};
 pub use transformer::Ltx2VideoTransformer;
 pub use vae::{VaeConfig, VideoVaeDecoder};
 pub use weights::{Weights, canonical_transformer_name, canonical_vae_name};

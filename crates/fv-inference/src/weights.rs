@@ -193,6 +193,26 @@ impl Weights {
         Ok((transformer, vae))
     }
 
+    /// Loads the tensors of `paths` that `rename` keeps (under the names it returns),
+    /// converted to `dtype`, for components with their own rename map (the text encoder's
+    /// `crate::text::canonical_gemma_name` and `canonical_connector_name`).
+    pub fn load_named(
+        paths: &[&Path],
+        dtype: DType,
+        device: &Device,
+        rename: fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::load_renamed(paths, dtype, device, rename)
+    }
+
+    /// Builds a store from in-memory tensors, keeping those `rename` maps to a name.
+    pub fn from_named_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        rename: fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::from_renamed(tensors, rename)
+    }
+
     /// Loads the tensors of `paths` that `rename` keeps, converted to `dtype`.
     fn load_renamed(
         paths: &[&Path],
