@@ -38,6 +38,11 @@ commands:
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Asking for help never starts a command (`bench load --help` used to run the load test).
+    if wants_help(&args) {
+        println!("{USAGE}");
+        return Ok(());
+    }
     match args.as_slice() {
         ["bench", "encoder", rest @ ..] => bench_encoder::run(rest),
         ["bench", "latency", rest @ ..] => bench_server::latency(&root()?, rest),
@@ -58,12 +63,13 @@ fn main() -> Result<()> {
             bench_router::run(&root()?, opts)
         }
         ["check-layers"] => check_layers::run(),
-        [] | ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
-            Ok(())
-        }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// No command, or `help` / `--help` / `-h` anywhere on the line.
+fn wants_help(args: &[&str]) -> bool {
+    args.is_empty() || args.iter().any(|a| matches!(*a, "help" | "--help" | "-h"))
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -83,5 +89,26 @@ fn flag(args: &[&str], name: &str) -> Result<Option<usize>> {
             Some(v) => Ok(Some(v)),
             None => bail!("{name} needs a number"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_help;
+
+    #[test]
+    fn help_anywhere_prints_usage_instead_of_running() {
+        for args in [
+            &[][..],
+            &["help"],
+            &["--help"],
+            &["bench", "--help"],
+            &["bench", "load", "--help"],
+            &["bench", "router", "-h"],
+        ] {
+            assert!(wants_help(args), "{args:?}");
+        }
+        assert!(!wants_help(&["bench", "load", "--sessions", "2"]));
+        assert!(!wants_help(&["check-layers"]));
     }
 }

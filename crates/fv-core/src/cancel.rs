@@ -1,3 +1,6 @@
+//! [`CancelToken`]: the flag a server fires when a client leaves; generators check it once per
+//! step.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,3 +1,6 @@
+//! [`Frame`]: one video frame, RGB24 or I420, with its buffer length checked against its
+//! size; [`rgb_to_i420`] converts exactly as the H.264 encoder would.
+
 use std::borrow::Cow;
 
 /// How a [`Frame`]'s buffer lays out its pixels.

@@ -1,3 +1,6 @@
+//! [`MockGenerator`]: a deterministic, GPU-free generator (FastVideo mock's moving gradient)
+//! with configurable speed and frame batches, for tests, demos and the mock server.
+
 use crate::{
     CancelToken, ContinuationState, Frame, GenerateError, GenerationRequest, GenerationResult,
     GenerationSink, Generator,

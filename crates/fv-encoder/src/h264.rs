@@ -45,6 +45,29 @@ impl std::fmt::Debug for H264Encoder {
     }
 }
 
+/// Sets openh264's log level to quiet before its first frame. The crate does it only after
+/// `InitializeExt`, whose parameter check prints one `Warning: bEnableFrameSkip = 0 ...` line
+/// to stderr per encoder (we disable frame skipping on purpose: a skipped frame would leave a
+/// hole in the sample timeline), so 1000 sessions meant 1000 lines in an operator's log. The
+/// safe API has no way to set the level earlier.
+#[allow(unsafe_code)]
+fn silence(encoder: &mut Encoder) {
+    let mut level: std::ffi::c_int = openh264_sys2::WELS_LOG_QUIET as std::ffi::c_int;
+    // SAFETY: `raw_api` is the encoder's own, live (created by `with_api_config`, not yet
+    // initialized, which `SetOption(TRACE_LEVEL)` allows: the trace object exists from
+    // construction). The option reads one `int` through the pointer during the call; `level`
+    // outlives the call and nothing else aliases it. A failure only leaves logging on.
+    let status = unsafe {
+        encoder.raw_api().set_option(
+            openh264_sys2::ENCODER_OPTION_TRACE_LEVEL,
+            (&raw mut level).cast::<std::ffi::c_void>(),
+        )
+    };
+    if status != 0 {
+        tracing::debug!(status, "could not quiet openh264's log");
+    }
+}
+
 impl H264Encoder {
     /// `config` must already be validated (even sizes: `YUVBuffer` asserts on odd ones).
     pub fn new(config: &EncoderConfig) -> Result<Self, EncodeError> {
@@ -71,8 +94,9 @@ impl H264Encoder {
             .adaptive_quantization(false)
             .qp(QpRange::new(config.min_qp, MAX_QP));
 
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), cfg)
+        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), cfg)
             .map_err(|e| EncodeError::Encoder(e.to_string()))?;
+        silence(&mut encoder);
         Ok(Self {
             encoder,
             yuv: YUVBuffer::new(config.width as usize, config.height as usize),

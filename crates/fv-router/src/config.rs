@@ -11,7 +11,8 @@
 //!                  failure_threshold: 3, recovery_threshold: 2}
 //! ```
 //!
-//! Every FastVideo rule is enforced (replicas non-empty, each with an `http(s)://` url without
+//! Keys, types and unknown keys are checked by the project's one config mechanism
+//! ([`fv_runtime::schema`]); the rules below are this module's own. Every FastVideo rule is enforced (replicas non-empty, each with an `http(s)://` url without
 //! a path, query or fragment, no duplicate urls, at most one primary, positive interval and
 //! timeout, thresholds ≥ 1). Unlike FastVideo, unknown keys and wrongly typed values are errors,
 //! every problem is reported at once with its key's dotted path, and a trailing slash in a url
@@ -19,6 +20,8 @@
 
 pub use fv_runtime::config::FileError;
 use fv_runtime::config::{Format, parse_str};
+use fv_runtime::schema::{self, Problem};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -52,7 +55,8 @@ pub enum ConfigError {
 /// Build it with [`RouterConfig::load`] / [`RouterConfig::from_yaml_str`] (which apply every
 /// rule) or in code with [`RouterConfig::new`]; `Router::bind` runs [`RouterConfig::validate`]
 /// either way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Address to listen on. Default `0.0.0.0`.
     pub host: String,
@@ -88,15 +92,19 @@ pub struct RouterConfig {
 }
 
 /// One `router.replicas[]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReplicaConfig {
     /// `http://host[:port]` (a trailing `/` is allowed and dropped).
     pub url: String,
     /// Label in `/status`, logs and metrics; the url when absent.
+    #[serde(default)]
     pub name: Option<String>,
     /// The primary tier is tried before everyone else. At most one replica.
+    #[serde(default)]
     pub primary: bool,
     /// Share of new sessions relative to the other replicas of its tier (> 0). Default 1.0.
+    #[serde(default = "one")]
     pub weight: f64,
 }
 
@@ -112,8 +120,13 @@ impl ReplicaConfig {
     }
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// `router.health_check`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// Probed with `GET`; any status below 400 is a success. Default `/health`.
     pub path: String,
@@ -158,7 +171,8 @@ impl HealthCheckConfig {
 
 /// `router.stickiness`: clients that reconnect with the same `client_id` go back to the same
 /// replica while it is healthy and has room.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct StickinessConfig {
     /// Default true.
     pub enabled: bool,
@@ -182,6 +196,13 @@ impl Default for StickinessConfig {
 #[derive(Serialize)]
 struct Document<'a> {
     router: &'a RouterConfig,
+}
+
+impl Default for RouterConfig {
+    /// The defaults of every key, with no replica (not valid until one is added).
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 fn secs(v: f64) -> Duration {
@@ -268,7 +289,7 @@ impl RouterConfig {
         if self.replicas.is_empty() {
             problems.push(Problem::new(
                 format!("{p}.replicas"),
-                "must list at least one replica",
+                "required: list at least one replica, each with a `url`",
             ));
         }
         let mut urls: Vec<(usize, String)> = Vec::new();
@@ -461,37 +482,18 @@ fn check_int(problems: &mut Vec<Problem>, path: &str, v: u64, min: u64, max: u64
 // Reading the document
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq)]
-struct Problem {
-    path: String,
-    message: String,
-}
-
-impl Problem {
-    fn new(path: String, message: impl Into<String>) -> Self {
-        Self {
-            path,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
+/// The file: a `router:` block at the top level.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RouterFile {
+    router: RouterConfig,
 }
 
 fn into_result(problems: Vec<Problem>) -> Result<(), ConfigError> {
     if problems.is_empty() {
         return Ok(());
     }
-    // Type problems found while reading come first; a range rule on the same key would only
-    // repeat them about a placeholder value.
+    // A key reported as mistyped is not reported again by a rule about its placeholder value.
     let mut seen: Vec<&str> = Vec::new();
     let mut out = Vec::new();
     for p in &problems {
@@ -503,217 +505,34 @@ fn into_result(problems: Vec<Problem>) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid { problems: out })
 }
 
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) if n.is_f64() => format!("number {n}"),
-        Value::Number(n) => format!("integer {n}"),
-        Value::String(s) if s.chars().count() > 40 => {
-            let cut: String = s.chars().take(40).collect();
-            format!("string {cut:?}…")
+/// Drops `null` values: in a router file a null key means its default (except
+/// `status_path`, where null turns the capacity poll off).
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, v| !v.is_null() || key == "status_path");
+            map.values_mut().for_each(drop_nulls);
         }
-        Value::String(s) => format!("string {s:?}"),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "a mapping".into(),
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
-/// Reads one mapping key by key; what is left at the end is reported as unknown.
-struct Section<'a> {
-    path: String,
-    map: Map<String, Value>,
-    known: &'static [&'static str],
-    problems: &'a mut Vec<Problem>,
-}
-
-impl<'a> Section<'a> {
-    fn new(
-        path: String,
-        value: Value,
-        known: &'static [&'static str],
-        problems: &'a mut Vec<Problem>,
-    ) -> Option<Self> {
-        match value {
-            Value::Object(map) => Some(Self {
-                path,
-                map,
-                known,
-                problems,
-            }),
-            other => {
-                problems.push(Problem::new(
-                    path,
-                    format!("expected a mapping, got {}", describe(&other)),
-                ));
-                None
-            }
-        }
+fn from_value(mut root: Value) -> Result<RouterConfig, ConfigError> {
+    drop_nulls(&mut root);
+    // An empty document is an empty mapping; then `router` is missing.
+    if root.is_null() {
+        root = Value::Object(Map::new());
     }
-
-    fn key(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    /// The value of `key`; `None` when absent or null (null means "the default").
-    fn take(&mut self, key: &str) -> Option<Value> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v),
-        }
-    }
-
-    fn bad(&mut self, key: &str, expected: &str, got: &Value) {
-        let path = self.key(key);
-        self.problems.push(Problem::new(
-            path,
-            format!("expected {expected}, got {}", describe(got)),
-        ));
-    }
-
-    fn string(&mut self, key: &str, out: &mut String) {
-        if let Some(v) = self.take(key) {
-            match v {
-                Value::String(s) => *out = s,
-                other => self.bad(key, "a string", &other),
-            }
-        }
-    }
-
-    fn opt_string(&mut self, key: &str, out: &mut Option<String>) {
-        if let Some(v) = self.take(key) {
-            match v {
-                Value::String(s) => *out = Some(s),
-                other => self.bad(key, "a string", &other),
-            }
-        }
-    }
-
-    fn boolean(&mut self, key: &str, out: &mut bool) {
-        if let Some(v) = self.take(key) {
-            match v {
-                Value::Bool(b) => *out = b,
-                other => self.bad(key, "true or false", &other),
-            }
-        }
-    }
-
-    fn number(&mut self, key: &str, out: &mut f64) {
-        if let Some(v) = self.take(key) {
-            match v.as_f64() {
-                Some(n) if v.is_number() => *out = n,
-                _ => self.bad(key, "a number", &v),
-            }
-        }
-    }
-
-    /// An integer in `0..=max` (the range rule with the key's own minimum runs later).
-    fn integer(&mut self, key: &str, max: u64) -> Option<u64> {
-        let v = self.take(key)?;
-        match v.as_u64() {
-            Some(n) if n <= max => Some(n),
-            Some(n) => {
-                let path = self.key(key);
-                self.problems.push(Problem::new(
-                    path,
-                    format!("must be an integer <= {max} (got {n})"),
-                ));
-                None
-            }
-            None => {
-                self.bad(key, "a non-negative integer", &v);
-                None
-            }
-        }
-    }
-
-    /// Reports every key that was not read.
-    fn finish(self) {
-        let mut keys: Vec<&String> = self.map.keys().collect();
-        keys.sort();
-        for key in keys {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
-            self.problems.push(Problem::new(
-                path,
-                format!("unknown key; expected one of: {}", self.known.join(", ")),
-            ));
-        }
-    }
-}
-
-const ROUTER_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "replicas",
-    "health_check",
-    "shutdown_grace_seconds",
-    "first_frame_timeout_seconds",
-    "connect_timeout_seconds",
-    "connect_attempts",
-    "send_timeout_seconds",
-    "max_message_bytes",
-    "max_sessions",
-    "stickiness",
-];
-const REPLICA_KEYS: &[&str] = &["url", "name", "primary", "weight"];
-const HEALTH_KEYS: &[&str] = &[
-    "path",
-    "interval_seconds",
-    "timeout_seconds",
-    "failure_threshold",
-    "recovery_threshold",
-    "status_path",
-];
-const STICKY_KEYS: &[&str] = &["enabled", "max_clients", "ttl_seconds"];
-
-fn from_value(root: Value) -> Result<RouterConfig, ConfigError> {
-    let mut problems = Vec::new();
-    let root = match root {
-        // An empty document is an empty mapping; then `router` is missing.
-        Value::Null => Value::Object(Map::new()),
-        other => other,
+    let loaded = schema::load::<RouterFile>(root);
+    let mut problems = loaded.problems;
+    let Some(file) = loaded.value else {
+        return into_result(problems).map(|()| RouterConfig::new(Vec::new()));
     };
-    let mut config = RouterConfig::new(Vec::new());
-    let Some(mut top) = Section::new(String::new(), root, &["router"], &mut problems) else {
-        return into_result(problems).map(|()| config);
-    };
-    let router = top.take("router");
-    top.finish();
-    let router_read = match router {
-        None => {
-            problems.push(Problem::new(
-                "router".into(),
-                "required: the file must have a top-level `router:` mapping",
-            ));
-            false
-        }
-        Some(value) if !value.is_object() => {
-            problems.push(Problem::new(
-                "router".into(),
-                format!("expected a mapping, got {}", describe(&value)),
-            ));
-            false
-        }
-        Some(value) => {
-            read_router(value, &mut config, &mut problems);
-            true
-        }
-    };
-    if !router_read {
-        // Without a `router:` block the range rules would only add noise.
-        return into_result(problems).map(|()| config);
-    }
-    let read_ok = problems.is_empty();
+    let mut config = file.router;
+    let clean = problems.is_empty();
     config.check(&mut problems);
-    if read_ok && problems.is_empty() {
+    if clean && problems.is_empty() {
         for r in &mut config.replicas {
             if let Ok(url) = ReplicaUrl::parse(&r.url) {
                 r.url = url.as_str().to_owned();
@@ -721,111 +540,6 @@ fn from_value(root: Value) -> Result<RouterConfig, ConfigError> {
         }
     }
     into_result(problems).map(|()| config)
-}
-
-fn read_router(value: Value, c: &mut RouterConfig, problems: &mut Vec<Problem>) {
-    let Some(mut s) = Section::new("router".into(), value, ROUTER_KEYS, problems) else {
-        return;
-    };
-    s.string("host", &mut c.host);
-    if let Some(port) = s.integer("port", u64::from(u16::MAX)) {
-        c.port = port as u16;
-    }
-    match s.take("replicas") {
-        None => {
-            let path = s.key("replicas");
-            s.problems.push(Problem::new(
-                path,
-                "required: a list of replicas, each with a `url`",
-            ));
-        }
-        Some(Value::Array(items)) => {
-            for (i, item) in items.into_iter().enumerate() {
-                c.replicas.push(read_replica(i, item, s.problems));
-            }
-        }
-        Some(other) => s.bad("replicas", "a list of replicas", &other),
-    }
-    if let Some(v) = s.take("health_check") {
-        read_health(v, &mut c.health_check, s.problems);
-    }
-    s.number("shutdown_grace_seconds", &mut c.shutdown_grace_seconds);
-    s.number(
-        "first_frame_timeout_seconds",
-        &mut c.first_frame_timeout_seconds,
-    );
-    s.number("connect_timeout_seconds", &mut c.connect_timeout_seconds);
-    if let Some(n) = s.integer("connect_attempts", u64::from(u32::MAX)) {
-        c.connect_attempts = n as u32;
-    }
-    s.number("send_timeout_seconds", &mut c.send_timeout_seconds);
-    if let Some(n) = s.integer("max_message_bytes", usize::MAX as u64) {
-        c.max_message_bytes = n as usize;
-    }
-    if let Some(n) = s.integer("max_sessions", usize::MAX as u64) {
-        c.max_sessions = n as usize;
-    }
-    if let Some(v) = s.take("stickiness")
-        && let Some(mut st) = Section::new("router.stickiness".into(), v, STICKY_KEYS, s.problems)
-    {
-        st.boolean("enabled", &mut c.stickiness.enabled);
-        if let Some(n) = st.integer("max_clients", usize::MAX as u64) {
-            c.stickiness.max_clients = n as usize;
-        }
-        st.number("ttl_seconds", &mut c.stickiness.ttl_seconds);
-        st.finish();
-    }
-    s.finish();
-}
-
-fn read_replica(i: usize, value: Value, problems: &mut Vec<Problem>) -> ReplicaConfig {
-    let mut r = ReplicaConfig::new("");
-    let path = format!("router.replicas[{i}]");
-    let Some(mut s) = Section::new(path, value, REPLICA_KEYS, problems) else {
-        // A unique stand-in, so the url rules don't pile more problems onto this entry.
-        r.url = format!("http://invalid-entry-{i}");
-        return r;
-    };
-    match s.take("url") {
-        None => {
-            let path = s.key("url");
-            s.problems.push(Problem::new(
-                path,
-                "required: the replica's http://host:port",
-            ));
-        }
-        Some(Value::String(u)) => r.url = u,
-        Some(other) => s.bad("url", "a string", &other),
-    }
-    s.opt_string("name", &mut r.name);
-    s.boolean("primary", &mut r.primary);
-    s.number("weight", &mut r.weight);
-    s.finish();
-    r
-}
-
-fn read_health(value: Value, h: &mut HealthCheckConfig, problems: &mut Vec<Problem>) {
-    let Some(mut s) = Section::new("router.health_check".into(), value, HEALTH_KEYS, problems)
-    else {
-        return;
-    };
-    s.string("path", &mut h.path);
-    s.number("interval_seconds", &mut h.interval_seconds);
-    s.number("timeout_seconds", &mut h.timeout_seconds);
-    if let Some(n) = s.integer("failure_threshold", u64::from(u32::MAX)) {
-        h.failure_threshold = n as u32;
-    }
-    if let Some(n) = s.integer("recovery_threshold", u64::from(u32::MAX)) {
-        h.recovery_threshold = n as u32;
-    }
-    // Unlike the other keys, an explicit null means "off" here, so read the raw entry.
-    match s.map.remove("status_path") {
-        None => {}
-        Some(Value::Null) => h.status_path = None,
-        Some(Value::String(p)) => h.status_path = Some(p),
-        Some(other) => s.bad("status_path", "a string or null", &other),
-    }
-    s.finish();
 }
 
 // ---------------------------------------------------------------------------------------

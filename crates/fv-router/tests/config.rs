@@ -182,7 +182,7 @@ fn our_rules_each_name_their_key() {
     one_problem(
         &format!("{MINIMAL}  port: 70000\n"),
         "router.port",
-        "<= 65535",
+        "must be in 0..=65535 (got 70000)",
     );
     one_problem(
         &format!("{MINIMAL}  port: '9000'\n"),
@@ -236,22 +236,22 @@ fn unknown_keys_are_errors_with_their_path() {
     one_problem(
         &format!("{MINIMAL}  helth_check: {{}}\n"),
         "router.helth_check",
-        "unknown key",
+        "unknown field (did you mean health_check?)",
     );
     one_problem(
         "routers: {}\nrouter:\n  replicas:\n    - url: http://a\n",
         "routers",
-        "unknown key",
+        "unknown field (did you mean router?)",
     );
     one_problem(
         "router:\n  replicas:\n    - {url: http://a, wieght: 2}\n",
         "router.replicas[0].wieght",
-        "expected one of: url, name, primary, weight",
+        "unknown field (did you mean weight?)",
     );
     one_problem(
         &format!("{MINIMAL}  health_check:\n    intervall: 1\n"),
         "router.health_check.intervall",
-        "unknown key",
+        "unknown field",
     );
 }
 

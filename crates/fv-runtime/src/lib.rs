@@ -3,8 +3,10 @@
 //!
 //! * [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C, for `serve(shutdown)`.
 //! * [`config`]: reading a `.yaml`/`.yml`/`.json` config file with a size cap and parsing it
-//!   into a [`serde_json::Value`], with line/column in syntax errors. Schemas and validation stay
-//!   in the app crates.
+//!   into a [`serde_json::Value`], with line/column in syntax errors.
+//! * [`schema`]: the one config mechanism — serde structs deriving `JsonSchema` are checked key
+//!   by key (paths, "did you mean", types, ranges), deserialized, and documented from the same
+//!   schema. The app crates keep only their types and their cross-field rules.
 //! * [`init_tracing`] and [`report_exit`]: a binary's logging setup and how its error becomes
 //!   a message and an exit status ([`EXIT_CONFIG`] for a refused configuration).
 //!
@@ -27,6 +29,7 @@
 //! This crate depends on no other fv-stream crate.
 
 pub mod config;
+pub mod schema;
 
 use std::error::Error;
 use std::fmt;

@@ -102,6 +102,84 @@ pub fn check_with(root: &Schema, value: &Value) -> Checked {
     out
 }
 
+/// What [`load`] made of a document.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The typed value: always when the document is clean; with problems, the document with
+    /// the offending keys dropped (their defaults stand in) when that still deserializes, so
+    /// cross-field rules can report their problems in the same run.
+    pub value: Option<T>,
+    /// What [`check`] found.
+    pub problems: Vec<Problem>,
+    /// Keys set but marked unused.
+    pub ignored: Vec<String>,
+}
+
+/// [`check`]s `value` and deserializes it (see [`Loaded::value`] for a document with problems).
+pub fn load<T: DeserializeOwned + JsonSchema>(mut value: Value) -> Loaded<T> {
+    let Checked { problems, ignored } = check::<T>(&value);
+    let usable = problems.is_empty() || problems.iter().all(|p| prune(&mut value, &p.path));
+    let value = if usable {
+        match deserialize::<T>(value) {
+            Ok(v) => Some(v),
+            // A clean document that serde refuses means the schema and the types disagree.
+            Err(p) if problems.is_empty() => {
+                return Loaded {
+                    value: None,
+                    problems: vec![p],
+                    ignored,
+                };
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    Loaded {
+        value,
+        problems,
+        ignored,
+    }
+}
+
+/// Removes the key at `path` (`a.b.c`, `a.list[2].d`) so its default stands in; `false` when
+/// that is not possible (the document itself, or a list item, whose removal would shift the
+/// indices later problems refer to).
+fn prune(value: &mut Value, path: &str) -> bool {
+    let mut segments = path.split('.').peekable();
+    let mut node = value;
+    while let Some(segment) = segments.next() {
+        let (key, indices) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        let last = segments.peek().is_none();
+        if last && indices.is_empty() {
+            return node
+                .as_object_mut()
+                .is_some_and(|map| map.remove(key).is_some());
+        }
+        let Some(next) = node.get_mut(key) else {
+            return false;
+        };
+        node = next;
+        for index in indices.split(']').filter(|s| !s.is_empty()) {
+            let Some(i) = index.trim_start_matches('[').parse::<usize>().ok() else {
+                return false;
+            };
+            let Some(next) = node.get_mut(i) else {
+                return false;
+            };
+            node = next;
+        }
+        if last {
+            // The path ends at a list item.
+            return false;
+        }
+    }
+    false
+}
+
 /// Deserializes a document [`check`] found clean; a disagreement between schema and serde is
 /// reported with the key path serde stopped at.
 pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, Problem> {
@@ -150,8 +228,14 @@ enum Kind {
     Bool,
     Str,
     Enum(Vec<String>),
-    Int { min: i128, max: i128, even: bool },
-    Float { min: Option<f64> },
+    Int {
+        min: i128,
+        max: i128,
+        even: bool,
+    },
+    Float {
+        min: Option<f64>,
+    },
     Map,
     Object,
     List(Box<Kind>),
@@ -287,8 +371,10 @@ impl<'a> Walk<'a> {
 
     /// Checks `value` against `schema` at `path`.
     fn value(&self, schema: &'a Value, value: &Value, path: &str, unused: bool, out: &mut Checked) {
+        // The marker may sit beside a `$ref` (a field) or in the definition (a whole type).
+        let unused = unused || marked_unused(schema);
         let schema = self.resolve(schema);
-        let unused = unused || schema.get(UNUSED) == Some(&Value::Bool(true));
+        let unused = unused || marked_unused(schema);
         let (alts, nullable) = self.alternatives(schema);
         if value.is_null() {
             if !nullable && !alts.iter().any(|a| self.kind(a) == Kind::Any) {
@@ -311,7 +397,11 @@ impl<'a> Walk<'a> {
                 .find(|alt| fits(&self.kind_of_type(alt), value))
         };
         let Some(alt) = fitting else {
-            let mut message = format!("expected {}, got {}", self.expected(schema), describe(value));
+            let mut message = format!(
+                "expected {}, got {}",
+                self.expected(schema),
+                describe(value)
+            );
             if self.kind(schema) == Kind::Bool
                 && value.as_str().is_some_and(|s| {
                     ["yes", "no", "on", "off", "y", "n", "true", "false"]
@@ -339,8 +429,10 @@ impl<'a> Walk<'a> {
             (Kind::Int { min, max, even }, v) => {
                 let n = int_of(v).unwrap_or_default();
                 if n < min || n > max {
-                    out.problems
-                        .push(Problem::new(path, format!("must be in {min}..={max} (got {n})")));
+                    out.problems.push(Problem::new(
+                        path,
+                        format!("must be in {min}..={max} (got {n})"),
+                    ));
                 } else if even && n % 2 != 0 {
                     out.problems
                         .push(Problem::new(path, format!("must be even (got {n})")));
@@ -375,8 +467,10 @@ impl<'a> Walk<'a> {
             for key in map.keys() {
                 if !properties.is_some_and(|p| p.contains_key(key)) {
                     let hint = self.suggestion(key, properties);
-                    out.problems
-                        .push(Problem::new(join(path, key), format!("unknown field{hint}")));
+                    out.problems.push(Problem::new(
+                        join(path, key),
+                        format!("unknown field{hint}"),
+                    ));
                 }
             }
         }
@@ -419,7 +513,14 @@ impl<'a> Walk<'a> {
         String::new()
     }
 
-    fn paths_named(&self, schema: &'a Value, path: &str, name: &str, out: &mut Vec<String>, depth: usize) {
+    fn paths_named(
+        &self,
+        schema: &'a Value,
+        path: &str,
+        name: &str,
+        out: &mut Vec<String>,
+        depth: usize,
+    ) {
         if depth > 16 {
             return;
         }
@@ -445,18 +546,36 @@ impl<'a> Walk<'a> {
     fn expected(&self, schema: &'a Value) -> String {
         let (_, nullable) = self.alternatives(schema);
         let base = kind_text(&self.kind(schema));
-        if nullable { format!("{base} or null") } else { base }
+        if nullable {
+            format!("{base} or null")
+        } else {
+            base
+        }
     }
 }
 
-fn is_const(schema: &Value) -> bool {
-    schema.get("const").is_some()
+fn marked_unused(schema: &Value) -> bool {
+    schema.get(UNUSED) == Some(&Value::Bool(true))
 }
 
-/// The allowed strings of an enum schema (`enum: [..]`, or `oneOf`/`anyOf` of `const`s).
+/// A schema that allows exactly some strings (`const`, or `enum`).
+fn is_const(schema: &Value) -> bool {
+    schema.get("const").is_some() || schema.get("enum").is_some()
+}
+
+/// The allowed strings of an enum schema: `enum: [..]`, `const`, or a `oneOf`/`anyOf` of those
+/// (schemars writes documented variants as separate `const` alternatives).
 fn enum_values(schema: &Value) -> Option<Vec<String>> {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return Some(values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+        return Some(
+            values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        );
+    }
+    if let Some(value) = schema.get("const").and_then(Value::as_str) {
+        return Some(vec![value.to_owned()]);
     }
     let list = schema
         .get("oneOf")
@@ -465,11 +584,7 @@ fn enum_values(schema: &Value) -> Option<Vec<String>> {
     if list.is_empty() || !list.iter().all(is_const) {
         return None;
     }
-    Some(
-        list.iter()
-            .filter_map(|v| v.get("const").and_then(Value::as_str).map(str::to_owned))
-            .collect(),
-    )
+    Some(list.iter().filter_map(enum_values).flatten().collect())
 }
 
 /// The range an integer `format` can hold.
@@ -500,7 +615,9 @@ fn fits(kind: &Kind, value: &Value) -> bool {
         Kind::Null => value.is_null(),
         Kind::Bool => value.is_boolean(),
         Kind::Str => value.is_string(),
-        Kind::Enum(values) => value.as_str().is_some_and(|s| values.iter().any(|v| v == s)),
+        Kind::Enum(values) => value
+            .as_str()
+            .is_some_and(|s| values.iter().any(|v| v == s)),
         Kind::Int { .. } => int_of(value).is_some(),
         Kind::Float { .. } => value.is_number(),
         Kind::Map | Kind::Object => value.is_object(),
@@ -622,7 +739,8 @@ impl<'a> Walk<'a> {
             let field_path = join(path, name);
             let default = defaults.and_then(|d| d.get(name));
             let resolved = self.resolve(field);
-            let field_unused = unused || field.get(UNUSED) == Some(&Value::Bool(true))
+            let field_unused = unused
+                || field.get(UNUSED) == Some(&Value::Bool(true))
                 || resolved.get(UNUSED) == Some(&Value::Bool(true));
             let (alts, nullable) = self.alternatives(field);
             let block = alts
@@ -636,14 +754,41 @@ impl<'a> Walk<'a> {
             });
             if let Some(block) = block {
                 if nullable {
-                    self.row(field, &field_path, default, required.contains(&name.as_str()), field_unused, out);
+                    self.row(
+                        field,
+                        &field_path,
+                        default,
+                        required.contains(&name.as_str()),
+                        field_unused,
+                        out,
+                    );
                 }
-                self.rows(block, &field_path, default.filter(|d| d.is_object()), field_unused, out);
+                self.rows(
+                    block,
+                    &field_path,
+                    default.filter(|d| d.is_object()),
+                    field_unused,
+                    out,
+                );
             } else if let Some(items) = list_of_blocks {
-                self.row(field, &field_path, default, required.contains(&name.as_str()), field_unused, out);
+                self.row(
+                    field,
+                    &field_path,
+                    default,
+                    required.contains(&name.as_str()),
+                    field_unused,
+                    out,
+                );
                 self.rows(items, &format!("{field_path}[]"), None, field_unused, out);
             } else {
-                self.row(field, &field_path, default, required.contains(&name.as_str()), field_unused, out);
+                self.row(
+                    field,
+                    &field_path,
+                    default,
+                    required.contains(&name.as_str()),
+                    field_unused,
+                    out,
+                );
             }
         }
     }
@@ -677,8 +822,16 @@ impl<'a> Walk<'a> {
         let allowed = match &kind {
             Kind::Int { min, max, even } => {
                 let range = int_range_text(*min, *max);
-                let range = if range.is_empty() { "any".to_owned() } else { range };
-                if *even { format!("{range}, even") } else { range }
+                let range = if range.is_empty() {
+                    "any".to_owned()
+                } else {
+                    range
+                };
+                if *even {
+                    format!("{range}, even")
+                } else {
+                    range
+                }
             }
             Kind::Float { min: Some(m) } => format!("finite, >= {m}"),
             Kind::Float { min: None } => "finite".to_owned(),
@@ -690,10 +843,10 @@ impl<'a> Walk<'a> {
                 .join(", "),
             _ => String::new(),
         };
-        let description = self
-            .resolve(field)
+        // The field's own doc comment first, else its type's.
+        let description = field
             .get("description")
-            .or_else(|| field.get("description"))
+            .or_else(|| self.resolve(field).get("description"))
             .and_then(Value::as_str)
             .unwrap_or("")
             .split_whitespace()
@@ -860,6 +1013,18 @@ mod tests {
         ] {
             assert!(table.contains(row), "missing row {row} in\n{table}");
         }
+    }
+
+    #[test]
+    fn load_still_deserializes_around_wrong_keys() {
+        let loaded = load::<Root>(json!({"port": "x", "section": {"width": 64, "bogus": 1}}));
+        assert_eq!(loaded.problems.len(), 2);
+        let root = loaded.value.expect("the rest deserializes");
+        assert_eq!((root.port, root.section.width), (0, 64));
+        // A broken list item cannot be pruned without shifting indices.
+        let loaded = load::<Root>(json!({"section": {"items": [3]}}));
+        assert!(loaded.value.is_none());
+        assert_eq!(loaded.problems.len(), 1);
     }
 
     #[test]

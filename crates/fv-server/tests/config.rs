@@ -869,10 +869,11 @@ fn effective_config_round_trips_through_yaml() {
 
 // ----- documentation -------------------------------------------------------------------
 
-const BEGIN: &str = "<!-- BEGIN GENERATED: config reference (cargo test -p fv-server --test config; FV_UPDATE_DOCS=1 rewrites) -->\n";
+const BEGIN: &str = "<!-- BEGIN GENERATED: config reference (cargo test -p fv-server --test config; FV_BLESS=1 rewrites) -->\n";
 const END: &str = "<!-- END GENERATED -->";
 
-/// docs/config.md embeds `reference_markdown()`; `FV_UPDATE_DOCS=1` rewrites it.
+/// docs/config.md embeds `reference_markdown()`; `FV_BLESS=1` rewrites it (the project's one
+/// bless switch, as for the protocol schema).
 #[test]
 fn docs_reference_table_is_current() {
     let path = repo_root().join("docs/config.md");
@@ -884,10 +885,10 @@ fn docs_reference_table_is_current() {
         + start;
     let table = reference_markdown();
     if doc[start..end] != table {
-        if std::env::var_os("FV_UPDATE_DOCS").is_some() {
+        if std::env::var_os("FV_BLESS").is_some_and(|v| v == "1") {
             std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
         } else {
-            panic!("docs/config.md reference is stale; rerun with FV_UPDATE_DOCS=1");
+            panic!("docs/config.md reference is stale; rerun with FV_BLESS=1");
         }
     }
     // Every key of our own is explained in the prose as well.

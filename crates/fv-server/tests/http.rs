@@ -102,30 +102,44 @@ async fn the_player_page_is_served_at_root() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<()> {
-    let mut config = test_config();
-    config.default_request.sampling.num_inference_steps = 10;
-    let mut server = TestServer::start_mock(config, Duration::from_millis(500)).await?;
+    use fv_testkit::generators::Behaviour;
+    // The generator hands over its first frames, then waits at a gate the test opens: the
+    // drain below is observed while the segment is certainly still in flight.
+    let (mut server, observed) = TestServer::with_test_generators(
+        test_config(),
+        1,
+        Duration::ZERO,
+        Behaviour::GatedFrames,
+    )
+    .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))
         .await?;
     c.expect("ltx2_segment_start").await?;
-    c.expect("step_complete").await?;
+    c.expect("media_init").await?;
     let addr = server.addr;
     server.begin_shutdown();
-    // While draining, readiness is 503 and new sessions are refused.
-    let mut saw_draining = false;
-    for _ in 0..50 {
-        if let Ok((503, body)) = fv_testkit::http_get(addr, "/readyz").await
-            && body.contains("draining")
-        {
-            saw_draining = true;
+    // While draining, readiness is 503 and new sessions are refused. The drain starts on the
+    // server's own task; nothing can end it before the gate opens.
+    let mut readyz = (0, String::new());
+    for _ in 0..500 {
+        readyz = fv_testkit::http_get(addr, "/readyz").await?;
+        if readyz.1.contains("draining") {
             break;
         }
+        tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(saw_draining, "readyz never reported draining");
+    assert_eq!(readyz.0, 503, "{}", readyz.1);
+    assert!(readyz.1.contains("draining"), "{}", readyz.1);
+    let url = format!("ws://{addr}/v1/stream");
+    assert!(matches!(
+        fv_testkit::Client::connect_with_headers(&url, &[]).await?,
+        Err(503)
+    ));
     // The in-flight segment completes, then the server closes with 1001.
+    observed.open_gate();
     let t = c.collect_segment().await?;
     assert!(t.find("media_segment_complete").is_some());
     let end = c.expect("ltx2_stream_complete").await?;

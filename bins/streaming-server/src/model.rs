@@ -1,0 +1,72 @@
+//! What the server runs: the configured LTX-2 weights on the configured device, or, with no
+//! `--config`, the tiny random-weight model made on first use in a cache directory.
+
+use anyhow::Context;
+use fv_inference::{DType, Device, Ltx2Pipeline};
+use fv_server::config::{ModelDevice, ModelDtype, ServeConfig};
+use std::path::{Path, PathBuf};
+
+/// `configs/tiny-ltx2.yaml`, the config used when none is given (its `model_path` is
+/// replaced by the cache directory).
+const DEFAULT_CONFIG: &str = include_str!("../../../configs/tiny-ltx2.yaml");
+
+/// The embedded default: the tiny model (written to `dir` if it is not there yet) on the CPU.
+pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
+    if !dir.join("transformer").join("config.json").is_file() {
+        // Written next to its final place, then renamed, so a half-written model (a server
+        // killed mid-write) is never picked up.
+        let parent = dir.parent().context("the model directory has no parent")?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let staging = tempfile::tempdir_in(parent)?;
+        fv_inference::tiny::write_random_model(staging.path())?;
+        match std::fs::rename(staging.path(), dir) {
+            Ok(()) => {}
+            // Another server made it at the same time.
+            Err(_) if dir.join("transformer").join("config.json").is_file() => {}
+            Err(e) => return Err(e).with_context(|| format!("moving the model to {}", dir.display())),
+        }
+    }
+    let mut config = ServeConfig::from_yaml_str(DEFAULT_CONFIG)?.config;
+    config.generator.model_path = dir.display().to_string();
+    tracing::info!(
+        model = %dir.display(),
+        "no --config: serving the tiny random-weight LTX-2 model on the CPU (its video is \
+         noise; the pipeline is real). To serve real weights, pass --config with a serve YAML \
+         whose generator.model_path names them (see configs/serve.yaml, docs/cuda.md)"
+    );
+    Ok(config)
+}
+
+/// Where the default model lives: `$XDG_CACHE_HOME/fv-stream/tiny-ltx2`, else
+/// `$HOME/.cache/fv-stream/tiny-ltx2`, else the temp directory.
+pub fn default_model_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("fv-stream").join("tiny-ltx2")
+}
+
+/// Loads `generator.model_path` on `generator.device` in `generator.dtype`.
+pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
+    let model = Path::new(&config.generator.model_path);
+    let device = match config.generator.model_device() {
+        None | Some(ModelDevice::Cpu) => Device::Cpu,
+        Some(ModelDevice::Cuda(ordinal)) => {
+            fv_inference::open_cuda(ordinal).context("generator.device")?
+        }
+    };
+    let dtype = match config.generator.dtype {
+        // The released weights are bf16, and f32 does not fit an 80 GB GPU (52 GB of
+        // transformer weights alone); on the CPU f32 is both exact and fastest.
+        None if device.is_cuda() => DType::BF16,
+        None | Some(ModelDtype::F32) => DType::F32,
+        Some(ModelDtype::Bf16) => DType::BF16,
+        Some(ModelDtype::F16) => DType::F16,
+    };
+    let pipeline = Ltx2Pipeline::load_with(model, &device, dtype)
+        .with_context(|| format!("loading the model from {}", model.display()))?;
+    tracing::info!(?device, ?dtype, model = %model.display(), "model loaded");
+    Ok(pipeline)
+}

@@ -1,0 +1,310 @@
+//! `generator:` — which model to load and how. Only `model_path`, `device` and `dtype` are
+//! read by this server; the rest is FastVideo's schema, accepted so its configs load.
+
+use super::Mapping;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `generator:`. `model_path` is used here, `device` and `dtype` (our additions) by native
+/// model backends; the rest is carried for FastVideo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Model id or path handed to the generator (required, not empty).
+    pub model_path: String,
+    /// Hub revision.
+    #[serde(default)]
+    #[schemars(extend("x-unused" = true))]
+    pub revision: Option<String>,
+    /// Allow model repos to run their own code.
+    #[serde(default)]
+    #[schemars(extend("x-unused" = true))]
+    pub trust_remote_code: bool,
+    /// Engine settings.
+    #[serde(default)]
+    #[schemars(extend("x-unused" = true))]
+    pub engine: EngineConfig,
+    /// Pipeline selection.
+    #[serde(default)]
+    #[schemars(extend("x-unused" = true))]
+    pub pipeline: PipelineConfig,
+    /// fv-stream addition: where the native model (streaming-server) runs: `cpu` (default),
+    /// `cuda` or `cuda:N` (a build with `--features cuda`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// fv-stream addition: weight and compute dtype of the native model: `f32`, `bf16` or
+    /// `f16`; unset: `bf16` on a GPU (the released weights), `f32` on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<ModelDtype>,
+}
+
+/// `generator.dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelDtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+/// A parsed `generator.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelDevice {
+    Cpu,
+    /// A CUDA device by ordinal.
+    Cuda(usize),
+}
+
+impl ModelDevice {
+    /// Parses `cpu`, `cuda` (ordinal 0) or `cuda:N`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .filter(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda),
+        }
+    }
+}
+
+impl GeneratorConfig {
+    /// A generator block with FastVideo's defaults for `model_path`.
+    pub fn new(model_path: impl Into<String>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            revision: None,
+            trust_remote_code: false,
+            engine: EngineConfig::default(),
+            pipeline: PipelineConfig::default(),
+            device: None,
+            dtype: None,
+        }
+    }
+
+    /// The parsed `device` (`None` when unset); `validate` has rejected bad spellings.
+    pub fn model_device(&self) -> Option<ModelDevice> {
+        self.device.as_deref().and_then(ModelDevice::parse)
+    }
+}
+
+/// `generator.engine:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// GPUs for one generator; must be > 0.
+    #[schemars(range(min = 1))]
+    pub num_gpus: i64,
+    /// Multi-GPU launcher.
+    pub execution_backend: ExecutionBackend,
+    /// Parallelism layout.
+    pub parallelism: ParallelismConfig,
+    /// CPU offload switches.
+    pub offload: OffloadConfig,
+    /// `torch.compile` settings.
+    pub compile: CompileConfig,
+    /// Check stage inputs/outputs.
+    pub enable_stage_verification: bool,
+    /// Shard the model with FSDP at inference.
+    pub use_fsdp_inference: bool,
+    /// Turn autocast off.
+    pub disable_autocast: bool,
+    /// Batch conditional and unconditional passes.
+    pub use_batched_cfg: bool,
+    /// Quantization, if any.
+    pub quantization: Option<QuantizationConfig>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            num_gpus: 1,
+            execution_backend: ExecutionBackend::Mp,
+            parallelism: ParallelismConfig::default(),
+            offload: OffloadConfig::default(),
+            compile: CompileConfig::default(),
+            enable_stage_verification: true,
+            use_fsdp_inference: false,
+            disable_autocast: false,
+            use_batched_cfg: false,
+            quantization: None,
+        }
+    }
+}
+
+/// `generator.engine.execution_backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ExecutionBackend {
+    /// Python multiprocessing (FastVideo's default).
+    #[serde(rename = "mp")]
+    Mp,
+    /// Ray.
+    #[serde(rename = "ray")]
+    Ray,
+}
+
+/// `generator.engine.parallelism:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParallelismConfig {
+    /// Tensor-parallel size (-1: automatic).
+    pub tp_size: i64,
+    /// Sequence-parallel size (-1: automatic).
+    pub sp_size: i64,
+    /// HSDP replicate dimension.
+    pub hsdp_replicate_dim: i64,
+    /// HSDP shard dimension (-1: automatic).
+    pub hsdp_shard_dim: i64,
+    /// Distributed init timeout.
+    pub dist_timeout: Option<i64>,
+}
+
+impl Default for ParallelismConfig {
+    fn default() -> Self {
+        Self {
+            tp_size: -1,
+            sp_size: -1,
+            hsdp_replicate_dim: 1,
+            hsdp_shard_dim: -1,
+            dist_timeout: None,
+        }
+    }
+}
+
+/// `generator.engine.offload:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OffloadConfig {
+    /// Offload the DiT.
+    pub dit: bool,
+    /// Offload the DiT layer by layer.
+    pub dit_layerwise: bool,
+    /// Offload the text encoder.
+    pub text_encoder: bool,
+    /// Offload the image encoder.
+    pub image_encoder: bool,
+    /// Offload the VAE.
+    pub vae: bool,
+    /// Pin host memory for offloaded weights.
+    pub pin_cpu_memory: bool,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self {
+            dit: true,
+            dit_layerwise: true,
+            text_encoder: true,
+            image_encoder: true,
+            vae: true,
+            pin_cpu_memory: true,
+        }
+    }
+}
+
+/// `generator.engine.compile:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompileConfig {
+    /// Compile the DiT.
+    pub enabled: bool,
+    /// Compile backend.
+    pub backend: Option<String>,
+    /// Require one graph.
+    pub fullgraph: Option<bool>,
+    /// Compile mode.
+    pub mode: Option<String>,
+    /// Dynamic shapes.
+    pub dynamic: Option<bool>,
+    /// Other compile kwargs.
+    pub extras: Mapping,
+    /// Compile the text encoder.
+    pub text_encoder_enabled: Option<bool>,
+    /// Compile the VAE.
+    pub vae_enabled: Option<bool>,
+    /// Compile the audio VAE.
+    pub audio_vae_enabled: Option<bool>,
+    /// Per-component kwargs (DiT).
+    pub dit_kwargs: Mapping,
+    /// Per-component kwargs (text encoder).
+    pub text_encoder_kwargs: Mapping,
+    /// Per-component kwargs (VAE).
+    pub vae_kwargs: Mapping,
+    /// Per-component kwargs (audio VAE).
+    pub audio_vae_kwargs: Mapping,
+}
+
+/// `generator.engine.quantization:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuantizationConfig {
+    /// Text-encoder quantization scheme.
+    pub text_encoder_quant: Option<String>,
+    /// Transformer quantization scheme (e.g. `NVFP4`).
+    pub transformer_quant: Option<String>,
+}
+
+/// `generator.pipeline:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Workload kind.
+    pub workload_type: Option<WorkloadType>,
+    /// Named preset.
+    pub preset: Option<String>,
+    /// Preset version.
+    pub preset_version: Option<i64>,
+    /// Component paths and overrides.
+    pub components: ComponentsConfig,
+    /// Tiled VAE decode (null: model default).
+    pub vae_tiling: Option<bool>,
+    /// Preset overrides.
+    pub preset_overrides: Mapping,
+    /// Experimental switches.
+    pub experimental: Mapping,
+}
+
+/// `generator.pipeline.workload_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WorkloadType {
+    /// Text to video.
+    #[serde(rename = "t2v")]
+    T2v,
+    /// Image to video.
+    #[serde(rename = "i2v")]
+    I2v,
+    /// Text to image.
+    #[serde(rename = "t2i")]
+    T2i,
+    /// Image to image.
+    #[serde(rename = "i2i")]
+    I2i,
+}
+
+/// `generator.pipeline.components:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComponentsConfig {
+    /// Root of component configs.
+    pub config_root: Option<String>,
+    /// Pipeline config file.
+    pub pipeline_config_path: Option<String>,
+    /// Text-encoder weights.
+    pub text_encoder_weights: Option<String>,
+    /// Transformer weights.
+    pub transformer_weights: Option<String>,
+    /// Second transformer weights.
+    pub transformer_2_weights: Option<String>,
+    /// VAE weights.
+    pub vae_weights: Option<String>,
+    /// Upsampler weights.
+    pub upsampler_weights: Option<String>,
+    /// LoRA weights.
+    pub lora_path: Option<String>,
+    /// Pipeline class override.
+    pub override_pipeline_cls_name: Option<String>,
+    /// Transformer class override.
+    pub override_transformer_cls_name: Option<String>,
+}

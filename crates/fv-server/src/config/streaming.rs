@@ -1,0 +1,269 @@
+//! `streaming:` — FastVideo's streaming keys plus this server's own (admission, limits,
+//! encoding, logs, stores); every key is documented in `docs/config.md`.
+
+use super::DEFAULT_WARMUP_PROMPT;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// `streaming:` — FastVideo's keys plus this server's own (see `docs/config.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Idle timeout: longest gap between client messages while no segment runs; restarts when
+    /// a segment ends, paused while queued.
+    #[schemars(range(min = 1, max = 86_400))]
+    pub session_timeout_seconds: u64,
+    /// Successful segments per session; the session ends after the last.
+    #[schemars(range(min = 1, max = 10_000))]
+    pub generation_segment_cap: u32,
+    /// Echoed in `/health`; media is fragmented MP4 (H.264) in both modes.
+    pub stream_mode: StreamMode,
+    /// Warm-up run before the server reports ready.
+    pub warmup: WarmupConfig,
+    /// Generator worker pool.
+    pub pool: PoolSection,
+    /// FastVideo's prompt enhancer.
+    #[schemars(extend("x-unused" = true))]
+    pub prompt: PromptSection,
+    /// FastVideo's prompt safety filter.
+    #[schemars(extend("x-unused" = true))]
+    pub safety: SafetySection,
+    /// Sessions connected at once; one more is refused at accept.
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_sessions: usize,
+    /// Sessions one client address may hold at once; one more is refused at accept.
+    #[schemars(range(min = 1, max = 10_000))]
+    pub max_sessions_per_ip: usize,
+    /// Browser origins allowed to open `/v1/stream` (e.g. `https://app.example`); empty allows
+    /// any. A request without an Origin header (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// When set, clients must present it as `Authorization: Bearer <token>` or
+    /// `?token=<token>`; others get HTTP 401.
+    pub auth_token: Option<String>,
+    /// Sessions waiting for a free worker; beyond it a session is refused.
+    #[schemars(range(min = 0, max = 10_000))]
+    pub max_queue: usize,
+    /// Time a client has to send `session_init_v2` after connecting.
+    #[schemars(range(min = 1, max = 3_600))]
+    pub init_timeout_seconds: u64,
+    /// Longest wait in the queue for a worker.
+    #[schemars(range(min = 1, max = 86_400))]
+    pub acquire_timeout_seconds: u64,
+    /// Largest incoming WebSocket message; larger closes with 1009.
+    #[schemars(range(min = 1024, max = 268_435_456))]
+    pub max_message_bytes: usize,
+    /// Largest decoded `initial_image`.
+    #[schemars(range(min = 1, max = 268_435_456))]
+    pub max_init_image_bytes: usize,
+    /// Frames per fMP4 fragment (moof+mdat).
+    #[schemars(range(min = 1, max = 1_000))]
+    pub fragment_frames: u32,
+    /// H.264 target bitrate, bits per second.
+    #[schemars(range(min = 100_000, max = 100_000_000))]
+    pub video_bitrate_bps: u32,
+    /// At shutdown, time running segments get to finish.
+    #[schemars(range(min = 0, max = 3_600))]
+    pub shutdown_grace_seconds: u64,
+    /// Directory for one JSONL log per session; null turns it off.
+    pub session_log_dir: Option<String>,
+    /// How often idle sessions are checked for timeouts.
+    #[schemars(range(min = 10, max = 60_000))]
+    pub reaper_interval_ms: u64,
+    /// Bounds of the in-memory session-state and blob stores.
+    pub store: StoreSection,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_seconds: 300,
+            generation_segment_cap: 6,
+            stream_mode: StreamMode::AvFmp4,
+            warmup: WarmupConfig::default(),
+            pool: PoolSection::default(),
+            prompt: PromptSection::default(),
+            safety: SafetySection::default(),
+            max_sessions: 8,
+            max_sessions_per_ip: 8,
+            allowed_origins: Vec::new(),
+            auth_token: None,
+            max_queue: 64,
+            init_timeout_seconds: 10,
+            acquire_timeout_seconds: 300,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_init_image_bytes: 32 * 1024 * 1024,
+            fragment_frames: 12,
+            video_bitrate_bps: 4_000_000,
+            shutdown_grace_seconds: 30,
+            session_log_dir: None,
+            reaper_interval_ms: 1000,
+            store: StoreSection::default(),
+        }
+    }
+}
+
+/// `streaming.stream_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum StreamMode {
+    /// Fragmented MP4 with H.264 video.
+    #[serde(rename = "av_fmp4")]
+    AvFmp4,
+    /// FastVideo's JPEG mode (accepted; this server streams fMP4 either way).
+    #[serde(rename = "legacy_jpeg")]
+    LegacyJpeg,
+}
+
+impl StreamMode {
+    /// The config/wire spelling (`av_fmp4`, `legacy_jpeg`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamMode::AvFmp4 => "av_fmp4",
+            StreamMode::LegacyJpeg => "legacy_jpeg",
+        }
+    }
+}
+
+impl fmt::Display for StreamMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `streaming.warmup:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmupConfig {
+    /// Run one generation per worker before `/readyz` says ready.
+    pub enabled: bool,
+    /// Prompt of the warm-up generation (not blank when enabled).
+    pub prompt: String,
+    /// Longest the warm-up may take; after it (or as soon as every worker failed its warm-up)
+    /// `/readyz` reports `warmup_failed` (still 503) and an error is logged.
+    #[schemars(range(min = 1, max = 86_400))]
+    pub timeout_seconds: u64,
+}
+
+impl Default for WarmupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prompt: DEFAULT_WARMUP_PROMPT.to_owned(),
+            timeout_seconds: 2400,
+        }
+    }
+}
+
+/// `streaming.pool:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSection {
+    /// Generator workers; null means 1.
+    #[schemars(range(min = 1, max = 1_024))]
+    pub num_workers: Option<u32>,
+    /// Re-encode audio.
+    #[schemars(extend("x-unused" = true))]
+    pub enable_audio_reencode: bool,
+    /// Conditioning frames carried between segments.
+    #[schemars(extend("x-unused" = true))]
+    pub conditioning_num_frames: i64,
+    /// Conditioning end offset.
+    #[schemars(extend("x-unused" = true))]
+    pub conditioning_end_offset: i64,
+}
+
+impl PoolSection {
+    /// Number of workers to start: `num_workers`, or 1 when unset.
+    pub fn workers(&self) -> u32 {
+        self.num_workers.unwrap_or(1)
+    }
+}
+
+impl Default for PoolSection {
+    fn default() -> Self {
+        Self {
+            num_workers: None,
+            enable_audio_reencode: true,
+            conditioning_num_frames: 9,
+            conditioning_end_offset: 0,
+        }
+    }
+}
+
+/// `streaming.prompt:` (FastVideo's prompt enhancer; accepted, not used).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptSection {
+    /// Enhance prompts.
+    pub enabled: bool,
+    /// LLM provider.
+    pub provider: PromptProvider,
+    /// LLM model.
+    pub model: String,
+    /// Request timeout, milliseconds.
+    pub timeout_ms: i64,
+    /// System-prompt directory.
+    pub system_prompt_dir: Option<String>,
+}
+
+impl Default for PromptSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            provider: PromptProvider::Cerebras,
+            model: "gpt-oss-120b".to_owned(),
+            timeout_ms: 20000,
+            system_prompt_dir: None,
+        }
+    }
+}
+
+/// `streaming.prompt.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PromptProvider {
+    /// Cerebras.
+    #[serde(rename = "cerebras")]
+    Cerebras,
+    /// Groq.
+    #[serde(rename = "groq")]
+    Groq,
+}
+
+/// `streaming.safety:` (FastVideo's prompt safety filter; accepted, not used).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafetySection {
+    /// Filter prompts.
+    pub enabled: bool,
+    /// Classifier weights.
+    pub classifier_path: Option<String>,
+}
+
+/// `streaming.store:` — bounds of the in-memory session-state and blob stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Most saved session states kept; the oldest is evicted first.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub capacity: usize,
+    /// Lifetime of a saved state or blob.
+    #[schemars(range(min = 1, max = 2_592_000))]
+    pub ttl_seconds: u64,
+    /// All stored blobs together (the blob store is bounded; nothing writes blobs yet).
+    #[schemars(range(min = 1, max = 17_179_869_184_u64))]
+    pub blob_max_total_bytes: usize,
+    /// One stored blob; at most `blob_max_total_bytes`.
+    #[schemars(range(min = 1, max = 268_435_456))]
+    pub blob_max_bytes: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            ttl_seconds: 3600,
+            blob_max_total_bytes: 256 * 1024 * 1024,
+            blob_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}

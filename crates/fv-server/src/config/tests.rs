@@ -1,0 +1,261 @@
+//! The serve config's own rules: which keys are used, defaults, device spellings, the
+//! generated reference. (Loading and error messages: `tests/config.rs`.)
+
+use super::*;
+
+/// The `used` column of the generated reference, as (key, used).
+fn used_column() -> Vec<(String, bool)> {
+    reference_markdown()
+        .lines()
+        .skip(2)
+        .filter_map(|row| {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let key = cells
+                .first()?
+                .trim_start_matches("| `")
+                .trim_end_matches('`');
+            Some((key.to_owned(), *cells.get(4)? == "yes"))
+        })
+        .collect()
+}
+
+#[test]
+fn defaults_pass_every_rule() {
+    ServeConfig::new("model")
+        .validate()
+        .expect("FastVideo defaults");
+    ServeConfig::mock_defaults()
+        .validate()
+        .expect("mock defaults");
+}
+
+#[test]
+fn used_keys_are_exactly_the_ones_the_server_reads() {
+    let expected = [
+        "generator.model_path",
+        "generator.device",
+        "generator.dtype",
+        "server.host",
+        "server.port",
+        "default_request.negative_prompt",
+        "default_request.sampling.seed",
+        "default_request.sampling.num_frames",
+        "default_request.sampling.height",
+        "default_request.sampling.width",
+        "default_request.sampling.fps",
+        "default_request.sampling.num_inference_steps",
+        "default_request.sampling.guidance_scale",
+        "streaming.session_timeout_seconds",
+        "streaming.generation_segment_cap",
+        "streaming.stream_mode",
+        "streaming.warmup.enabled",
+        "streaming.warmup.prompt",
+        "streaming.warmup.timeout_seconds",
+        "streaming.pool.num_workers",
+        "streaming.max_sessions",
+        "streaming.max_sessions_per_ip",
+        "streaming.allowed_origins",
+        "streaming.auth_token",
+        "streaming.max_queue",
+        "streaming.init_timeout_seconds",
+        "streaming.acquire_timeout_seconds",
+        "streaming.max_message_bytes",
+        "streaming.max_init_image_bytes",
+        "streaming.fragment_frames",
+        "streaming.video_bitrate_bps",
+        "streaming.shutdown_grace_seconds",
+        "streaming.session_log_dir",
+        "streaming.reaper_interval_ms",
+        "streaming.store.capacity",
+        "streaming.store.ttl_seconds",
+        "streaming.store.blob_max_total_bytes",
+        "streaming.store.blob_max_bytes",
+    ];
+    let used: Vec<String> = used_column()
+        .into_iter()
+        .filter(|(_, used)| *used)
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(used, expected);
+    // Every used key is documented.
+    for row in reference_markdown().lines().skip(2) {
+        if row.contains(" | yes | ") {
+            assert!(!row.ends_with(" | yes |  |"), "undocumented: {row}");
+        }
+    }
+}
+
+#[test]
+fn a_set_unused_key_is_reported_as_ignored() {
+    let text = "generator:\n  model_path: m\n  engine:\n    num_gpus: 2\n\
+                default_request:\n  sampling:\n    guidance_rescale: 0.5\n    seed: 7\n";
+    let loaded = ServeConfig::from_yaml_str(text).expect("valid");
+    assert_eq!(
+        loaded.ignored,
+        [
+            "generator.engine.num_gpus",
+            "default_request.sampling.guidance_rescale"
+        ]
+    );
+}
+
+#[test]
+fn generator_device_and_dtype_parse_and_bad_spellings_name_the_key() {
+    let text = "generator:\n  model_path: m\n  device: cuda:1\n  dtype: bf16\n";
+    let c = ServeConfig::from_yaml_str(text).expect("valid").config;
+    assert_eq!(c.generator.model_device(), Some(ModelDevice::Cuda(1)));
+    assert_eq!(c.generator.dtype, Some(ModelDtype::Bf16));
+    assert_eq!(ServeConfig::new("m").generator.model_device(), None);
+    for bad in ["gpu", "cuda:", "cuda:x", "cuda:1234", "CPU"] {
+        let text = format!("generator:\n  model_path: m\n  device: \"{bad}\"\n");
+        let err = ServeConfig::from_yaml_str(&text)
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("generator.device"), "{bad}: {err}");
+    }
+    let err = ServeConfig::from_yaml_str("generator:\n  model_path: m\n  dtype: f8\n")
+        .expect_err("f8")
+        .to_string();
+    assert!(err.contains("generator.dtype"), "{err}");
+    assert_eq!(ModelDevice::parse("cpu"), Some(ModelDevice::Cpu));
+    assert_eq!(ModelDevice::parse("cuda"), Some(ModelDevice::Cuda(0)));
+}
+
+#[test]
+fn defaults_match_fastvideo_and_our_additions() {
+    let c = ServeConfig::new("m");
+    assert_eq!(
+        (
+            c.server.host.as_str(),
+            c.server.port,
+            c.server.output_dir.as_str()
+        ),
+        ("0.0.0.0", 8000, "outputs/")
+    );
+    let s = &c.default_request.sampling;
+    assert_eq!(
+        (
+            s.num_frames,
+            s.height,
+            s.width,
+            s.fps,
+            s.num_inference_steps,
+            s.seed
+        ),
+        (125, 720, 1280, 24, 50, 1024)
+    );
+    assert_eq!(
+        (s.guidance_scale, s.cfg_truncation, s.num_videos_per_prompt),
+        (1.0, Some(1.0), 1)
+    );
+    let st = &c.streaming;
+    assert_eq!(
+        (
+            st.session_timeout_seconds,
+            st.generation_segment_cap,
+            st.stream_mode
+        ),
+        (300, 6, StreamMode::AvFmp4)
+    );
+    assert_eq!(
+        (
+            st.warmup.enabled,
+            st.warmup.prompt.as_str(),
+            st.warmup.timeout_seconds
+        ),
+        (true, DEFAULT_WARMUP_PROMPT, 2400)
+    );
+    assert_eq!(
+        (
+            st.pool.num_workers,
+            st.pool.workers(),
+            st.pool.conditioning_num_frames
+        ),
+        (None, 1, 9)
+    );
+    assert_eq!(
+        (
+            st.prompt.enabled,
+            st.prompt.provider,
+            st.prompt.model.as_str(),
+            st.prompt.timeout_ms
+        ),
+        (false, PromptProvider::Cerebras, "gpt-oss-120b", 20000)
+    );
+    assert_eq!(
+        (
+            st.max_sessions,
+            st.max_queue,
+            st.init_timeout_seconds,
+            st.acquire_timeout_seconds
+        ),
+        (8, 64, 10, 300)
+    );
+    assert_eq!(
+        (
+            st.max_message_bytes,
+            st.max_init_image_bytes,
+            st.fragment_frames,
+            st.video_bitrate_bps
+        ),
+        (16_777_216, 33_554_432, 12, 4_000_000)
+    );
+    assert_eq!(
+        (
+            st.shutdown_grace_seconds,
+            st.session_log_dir.clone(),
+            st.reaper_interval_ms
+        ),
+        (30, None, 1000)
+    );
+    assert_eq!(
+        (
+            st.store.capacity,
+            st.store.ttl_seconds,
+            st.store.blob_max_total_bytes,
+            st.store.blob_max_bytes
+        ),
+        (1024, 3600, 268_435_456, 67_108_864)
+    );
+    let e = &c.generator.engine;
+    assert_eq!(
+        (
+            e.num_gpus,
+            e.execution_backend,
+            e.enable_stage_verification,
+            e.offload.dit
+        ),
+        (1, ExecutionBackend::Mp, true, true)
+    );
+    assert_eq!(
+        c.default_request.output,
+        OutputSection {
+            output_path: "outputs/".into(),
+            output_video_name: None,
+            save_video: true,
+            return_frames: true,
+            return_state: false
+        }
+    );
+}
+
+#[test]
+fn reference_table_lists_every_key_once() {
+    let keys: Vec<String> = used_column().into_iter().map(|(k, _)| k).collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "a key listed twice");
+    assert!(keys.len() > 100, "{} keys", keys.len());
+    let table = reference_markdown();
+    assert!(
+        table.contains("| `server.port` | int | `8000` | 0..=65535 | yes |"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "| `default_request.sampling.width` | int | `1280` | 16..=4096, even | yes |"
+        ),
+        "{table}"
+    );
+}
