@@ -67,6 +67,7 @@
 //! # }
 //! ```
 
+mod calls;
 pub mod config;
 mod enhancer;
 pub mod env;
@@ -75,16 +76,18 @@ pub mod provider;
 mod reload;
 mod rewrite;
 pub mod safety;
+mod service;
 mod system_config;
 mod system_prompts;
 
+pub use calls::{
+    CallOptions, EnhancerSettings, LatencyBudget, MAX_INPUT_BYTES, Operation, PromptError,
+    PromptOutput, ProviderInfo, RewriteOutput,
+};
 pub use config::{
     ConfigError, ConfigProblem, PromptConfig, ProviderConfig, ProviderKind, SafetyConfig,
 };
-pub use enhancer::{
-    CallOptions, EnhancerSettings, LatencyBudget, MAX_INPUT_BYTES, Operation, PromptEnhancer,
-    PromptError, PromptOutput, PromptService, ProviderInfo, RewriteOutput,
-};
+pub use enhancer::PromptEnhancer;
 pub use env::{EnvSource, MapEnv, ProcessEnv};
 pub use provider::{
     ChatMessage, CompletionRequest, LlmProvider, OpenAiCompatProvider, ProviderError, Role, Task,
@@ -96,6 +99,7 @@ pub use safety::{
     BlockedPrompt, FastTextClassifier, PromptSafetyFilter, SafetyClassifier, SafetyDecision,
     SafetyVerdict, UnavailablePolicy, WordListClassifier,
 };
+pub use service::PromptService;
 pub use system_config::{PromptSystemConfig, PromptSystemConfigUpdate, SystemConfigError};
 pub use system_prompts::{
     MAX_SYSTEM_PROMPT_BYTES, SystemPromptError, SystemPromptKind, SystemPrompts,
