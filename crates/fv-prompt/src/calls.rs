@@ -77,13 +77,13 @@ impl CallOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
-    /// [`PromptEnhancer::enhance`].
+    /// [`PromptEnhancer::enhance`](crate::PromptEnhancer::enhance).
     Enhance,
-    /// [`PromptEnhancer::auto_extend`].
+    /// [`PromptEnhancer::auto_extend`](crate::PromptEnhancer::auto_extend).
     AutoExtend,
-    /// [`PromptEnhancer::rewrite`].
+    /// [`PromptEnhancer::rewrite`](crate::PromptEnhancer::rewrite).
     Rewrite,
-    /// [`PromptEnhancer::complete_with`].
+    /// [`PromptEnhancer::complete_with`](crate::PromptEnhancer::complete_with).
     Custom,
 }
 
@@ -129,8 +129,8 @@ pub struct PromptOutput {
 /// A rewrite's prompts and the call that produced them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RewriteOutput {
-    /// The split answer ([`split_rewrite`]): at most `max(1, count)` prompts, possibly fewer
-    /// and possibly none.
+    /// The split answer ([`split_rewrite`](crate::split_rewrite)): at most
+    /// `max(1, count)` prompts, possibly fewer and possibly none.
     pub prompts: Vec<String>,
     /// The call (its `text` is the unsplit answer).
     pub output: PromptOutput,
@@ -234,10 +234,10 @@ impl PromptError {
 /// A provider and its model, as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderInfo {
-    /// [`LlmProvider::name`].
+    /// [`LlmProvider::name`](crate::LlmProvider::name).
     pub name: String,
-    /// [`LlmProvider::model`].
+    /// [`LlmProvider::model`](crate::LlmProvider::model).
     pub model: String,
-    /// [`LlmProvider::is_offline`].
+    /// [`LlmProvider::is_offline`](crate::LlmProvider::is_offline).
     pub offline: bool,
 }
