@@ -59,6 +59,9 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("fv-session", &["axum"]),
     ("fv-encoder", &["tokio", "axum"]),
     ("fv-inference", &["tokio", "axum"]),
+    // LLM calls and safety only: no web framework (its fake LLM server is a dev-dependency),
+    // no model runtime, no video.
+    ("fv-prompt", &["axum", "candle-core", "openh264"]),
     ("fv-router", &["candle-core", "openh264"]),
     ("fv-runtime", &["axum", "candle-core", "openh264"]),
 ];
