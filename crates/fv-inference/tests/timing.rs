@@ -35,7 +35,10 @@ fn times_each_piece_the_asked_number_of_times() {
     let measured = |ms: &f64| ms.is_finite() && *ms > 0.0;
     assert!(report.transformer_ms.iter().all(measured), "{report:?}");
     assert!(report.vae_ms.iter().all(measured), "{report:?}");
-    assert!(measured(&report.weights_ms) && measured(&report.rope_ms), "{report:?}");
+    assert!(
+        measured(&report.weights_ms) && measured(&report.rope_ms),
+        "{report:?}"
+    );
 
     let mut no_vae = tiny_config();
     no_vae.vae_decode = false;

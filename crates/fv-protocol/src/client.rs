@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 /// A control message sent by the client: a JSON text frame with a string `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "type")]
+// One message per frame, parsed and consumed at once: its size in memory does not matter, and
+// boxing the init would only make every match on it clumsier.
+#[allow(clippy::large_enum_variant)]
 pub enum ClientMessage {
     /// Opens the session; must be the first frame.
     #[serde(rename = "session_init_v2")]

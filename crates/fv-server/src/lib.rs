@@ -3,8 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! let config = fv_server::config::ServeConfig::mock_defaults();
+//! //! let config = fv_server::config::ServeConfig::mock_defaults();
 //! let deps = fv_server::mock_deps(&config, std::time::Duration::ZERO)?;
 //! let server = fv_server::Server::bind(config, deps, fv_server::ServerOptions::default()).await?;
 //! println!("listening on {}", server.local_addr()?);
@@ -35,12 +34,10 @@ pub use session::{MAX_GUIDANCE, MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES, MAX_STEP
 use config::ServeConfig;
 use fv_core::{Generator, MockGenerator, MockGeneratorConfig};
 use fv_pool::{InProcessPool, PoolConfig};
-use fv_store::{MemoryBlobConfig, MemoryBlobStore, MemorySessionStore, MemoryStoreConfig};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the in-process pool and memory stores a config asks for, around `generators`
-/// (one per worker).
+/// Builds the in-process pool a config asks for, around `generators` (one per worker); the
+/// stores of its `store:` section are built when the server binds.
 pub fn deps_with_generators(
     config: &ServeConfig,
     generators: Vec<Box<dyn Generator>>,
@@ -56,21 +53,7 @@ pub fn deps_with_generators(
             ..PoolConfig::default()
         },
     )?;
-    let store = MemorySessionStore::new(MemoryStoreConfig {
-        capacity: s.store.capacity,
-        ttl: Duration::from_secs(s.store.ttl_seconds),
-    })?;
-    let blobs = MemoryBlobStore::new(MemoryBlobConfig {
-        max_total_bytes: s.store.blob_max_total_bytes,
-        max_blob_bytes: s.store.blob_max_bytes,
-        ttl: Duration::from_secs(s.store.ttl_seconds),
-        ..MemoryBlobConfig::default()
-    })?;
-    Ok(ServerDeps {
-        pool,
-        store: Arc::new(store),
-        blobs: Arc::new(blobs),
-    })
+    Ok(ServerDeps { pool, stores: None })
 }
 
 /// Dependencies for a GPU-free server: `streaming.pool.num_workers` mock generators, each

@@ -105,13 +105,9 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     use fv_testkit::generators::Behaviour;
     // The generator hands over its first frames, then waits at a gate the test opens: the
     // drain below is observed while the segment is certainly still in flight.
-    let (mut server, observed) = TestServer::with_test_generators(
-        test_config(),
-        1,
-        Duration::ZERO,
-        Behaviour::GatedFrames,
-    )
-    .await?;
+    let (mut server, observed) =
+        TestServer::with_test_generators(test_config(), 1, Duration::ZERO, Behaviour::GatedFrames)
+            .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))

@@ -101,14 +101,14 @@ fn validation_reports_every_problem_with_its_path() {
     });
     let err = c.validate().expect_err("invalid");
     let mut expected = vec![
-        "store.ttl_seconds: must be 1..=2592000 (got 0)",
-        "store.sessions.capacity: must be 1..=1000000 (got 0)",
-        "store.blobs.max_blobs: must be 1..=10000000 (got 0)",
+        "store.ttl_seconds: must be in 1..=2592000 (got 0)",
+        "store.sessions.capacity: must be in 1..=1000000 (got 0)",
+        "store.blobs.max_blobs: must be in 1..=10000000 (got 0)",
         "store.blobs.max_blob_bytes: must not exceed store.blobs.max_total_bytes (60 > 50)",
         "store.inline_max_bytes: must be below store.blobs.max_blob_bytes (100 >= 60), or no field could ever move",
         "store.filesystem: required when store kind is filesystem",
         "store.redis.key_prefix: must be 1..=64 bytes (got 0)",
-        "store.redis.op_timeout_ms: must be 1..=600000 (got 0)",
+        "store.redis.op_timeout_ms: must be in 1..=600000 (got 0)",
     ];
     let mut got = problems(&err);
     got.sort();
@@ -144,7 +144,7 @@ fn validation_reports_every_problem_with_its_path() {
         problems(&c.validate().expect_err("blank path")),
         vec![
             "store.filesystem.path: must not be blank",
-            "store.filesystem.sweep_interval_seconds: must be 1..=86400 (got 0)"
+            "store.filesystem.sweep_interval_seconds: must be in 1..=86400 (got 0)"
         ]
     );
 }

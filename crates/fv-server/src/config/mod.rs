@@ -94,6 +94,11 @@ pub struct ServeConfig {
     /// its REST server then; this binary only streams).
     #[serde(default)]
     pub streaming: StreamingConfig,
+    /// fv-stream addition: where session snapshots (continuation state and its blobs) live:
+    /// `memory` (default), `filesystem` or `redis`; a shared Redis lets a session resume on
+    /// another replica. See fv-store's README for every key.
+    #[serde(default)]
+    pub store: fv_store::StoreConfig,
 }
 
 /// `server:`.
@@ -127,6 +132,7 @@ impl ServeConfig {
             server: ServerSection::default(),
             default_request: DefaultRequest::default(),
             streaming: StreamingConfig::default(),
+            store: fv_store::StoreConfig::default(),
         }
     }
 
@@ -228,7 +234,7 @@ impl ServeConfig {
                 && !v.is_finite()
             {
                 problems.push(Problem::new(
-                    &format!("{p}.{name}"),
+                    format!("{p}.{name}"),
                     format!("must be a finite number (got {v})"),
                 ));
             }
@@ -237,7 +243,7 @@ impl ServeConfig {
             for (i, v) in sigmas.iter().enumerate() {
                 if !v.is_finite() {
                     problems.push(Problem::new(
-                        &format!("{p}.sigmas[{i}]"),
+                        format!("{p}.sigmas[{i}]"),
                         format!("must be a finite number (got {v})"),
                     ));
                 }
@@ -258,14 +264,8 @@ impl ServeConfig {
                 "must not be empty (use null to turn session logs off)".to_owned(),
             ));
         }
-        if st.store.blob_max_bytes > st.store.blob_max_total_bytes {
-            problems.push(Problem::new(
-                "streaming.store.blob_max_bytes",
-                format!(
-                    "must not exceed streaming.store.blob_max_total_bytes ({} > {})",
-                    st.store.blob_max_bytes, st.store.blob_max_total_bytes
-                ),
-            ));
+        for p in self.store.problems("store") {
+            problems.push(Problem::new(p.path, p.message));
         }
     }
 }

@@ -66,10 +66,23 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "streaming.shutdown_grace_seconds",
         "streaming.session_log_dir",
         "streaming.reaper_interval_ms",
-        "streaming.store.capacity",
-        "streaming.store.ttl_seconds",
-        "streaming.store.blob_max_total_bytes",
-        "streaming.store.blob_max_bytes",
+        "store.kind",
+        "store.ttl_seconds",
+        "store.inline_max_bytes",
+        "store.sessions.capacity",
+        "store.sessions.max_state_bytes",
+        "store.blobs.max_total_bytes",
+        "store.blobs.max_blob_bytes",
+        "store.blobs.max_blobs",
+        "store.filesystem",
+        "store.filesystem.path",
+        "store.filesystem.fsync",
+        "store.filesystem.sweep_interval_seconds",
+        "store.redis",
+        "store.redis.url",
+        "store.redis.key_prefix",
+        "store.redis.op_timeout_ms",
+        "store.redis.connect_timeout_ms",
     ];
     let used: Vec<String> = used_column()
         .into_iter()
@@ -208,14 +221,22 @@ fn defaults_match_fastvideo_and_our_additions() {
         ),
         (30, None, 1000)
     );
+    let store = &c.store;
     assert_eq!(
         (
-            st.store.capacity,
-            st.store.ttl_seconds,
-            st.store.blob_max_total_bytes,
-            st.store.blob_max_bytes
+            store.kind,
+            store.ttl_seconds,
+            store.sessions.capacity,
+            store.blobs.max_total_bytes,
+            store.blobs.max_blob_bytes
         ),
-        (1024, 3600, 268_435_456, 67_108_864)
+        (
+            fv_store::StoreKind::Memory,
+            3600,
+            1024,
+            268_435_456,
+            67_108_864
+        )
     );
     let e = &c.generator.engine;
     assert_eq!(

@@ -2,7 +2,7 @@
 //! Each action is written as one short line (`send gpu_assigned 3`, `end segment_cap 1000`).
 
 use super::event::{ClientInput, ClientMsg, Event, InitRequest, SegmentAsk};
-use super::machine::{Action, Input, MAX_PENDING_SEGMENTS, SessionMachine};
+use super::machine::{Action, Applied, Input, MAX_PENDING_SEGMENTS, Resumed, SessionMachine};
 use crate::config::ServeConfig;
 use crate::error::Failure;
 use crate::segment::SegmentDone;
@@ -66,7 +66,11 @@ fn line(action: &Action) -> String {
         }
         Action::CancelSegment => "cancel".into(),
         Action::LoadSnapshot => "load_snapshot".into(),
-        Action::SaveState(state) => format!("save_state {}", state.kind),
+        Action::Checkpoint(c) => format!(
+            "checkpoint {} {}",
+            c.segments,
+            c.state.as_ref().map_or("-", |s| s.kind.as_str())
+        ),
         Action::End(reason) => match reason.close() {
             Some((code, why)) => format!("end {} {code} {why}", reason.as_str()),
             None => format!("end {}", reason.as_str()),
@@ -114,7 +118,7 @@ impl Harness {
     /// Init, applied, granted worker 3: the session is active.
     fn active(&mut self) {
         assert_eq!(self.init(), ["apply_init"]);
-        assert_eq!(self.feed(Input::InitApplied(Ok(None))), ["acquire"]);
+        assert_eq!(self.feed(applied()), ["acquire"]);
         assert_eq!(
             self.feed(Input::Acquired(Ok(3))),
             [
@@ -128,6 +132,13 @@ impl Harness {
     fn state(&self) -> SessionState {
         self.machine.session().state()
     }
+}
+
+fn applied() -> Input {
+    Input::InitApplied(Ok(Applied {
+        resume_token: "t0".into(),
+        ..Applied::default()
+    }))
 }
 
 fn done(segment_idx: u32, state: Option<ContinuationState>) -> Input {
@@ -158,7 +169,7 @@ fn a_session_from_init_to_the_cap() {
     let mut h = harness(2);
     assert_eq!(h.state(), SessionState::Initializing);
     assert_eq!(h.init(), ["apply_init"]);
-    assert_eq!(h.feed(Input::InitApplied(Ok(None))), ["acquire"]);
+    assert_eq!(h.feed(applied()), ["acquire"]);
     assert_eq!(h.state(), SessionState::Queued);
     assert_eq!(
         h.feed(Input::Acquired(Ok(3))),
@@ -172,13 +183,16 @@ fn a_session_from_init_to_the_cap() {
     assert_eq!(h.ask("a red fox"), ["start 0 a red fox"]);
     // While a segment runs, the next request waits its turn.
     assert_eq!(h.ask("a blue fox"), Vec::<String>::new());
-    assert_eq!(h.feed(done(0, None)), ["start 1 a blue fox"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "start 1 a blue fox"]
+    );
     assert_eq!(h.manager.snapshot()[0].segment_idx, 1);
     // The cap ends the stream at once, without waiting for the client.
     assert_eq!(
         h.feed(done(1, Some(state("ltx2.v1")))),
         [
-            "save_state ltx2.v1",
+            "checkpoint 2 ltx2.v1",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
@@ -193,7 +207,7 @@ fn a_session_from_init_to_the_cap() {
 fn stream_start_carries_the_preset_and_the_configured_size() {
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     let actions = h.feed_actions(Input::Acquired(Ok(0)));
     let start = actions.iter().find_map(|a| match a {
         Action::Send(Event::StreamStart {
@@ -202,6 +216,7 @@ fn stream_start_carries_the_preset_and_the_configured_size() {
             height,
             fps,
             num_frames,
+            ..
         }) => Some((preset.clone(), *width, *height, *fps, *num_frames)),
         _ => None,
     });
@@ -219,7 +234,7 @@ fn stream_start_carries_the_preset_and_the_configured_size() {
 fn queue_positions_are_forwarded_and_no_zero_is_invented() {
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     let pos = |position, queue_depth| {
         Input::Queue(QueuePosition {
             position,
@@ -388,7 +403,10 @@ fn the_pending_queue_is_bounded() {
         assert!(h.ask(&format!("waiting {i}")).is_empty());
     }
     assert_eq!(h.ask("one too many"), ["error invalid_message"]);
-    assert_eq!(h.feed(done(0, None)), ["start 1 waiting 0"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "start 1 waiting 0"]
+    );
     assert!(h.ask("room again").is_empty());
 }
 
@@ -424,7 +442,7 @@ fn a_worker_that_cannot_run_ends_the_session() {
 fn no_worker_ends_the_session_with_1013() {
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     assert_eq!(
         h.feed(Input::Acquired(Err(PoolError::AcquireTimeout(
             Duration::from_secs(5)
@@ -438,7 +456,7 @@ fn no_worker_ends_the_session_with_1013() {
 
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     assert_eq!(
         h.feed(Input::Acquired(Err(PoolError::QueueFull { max: 0 }))),
         [
@@ -503,7 +521,7 @@ fn an_init_applied_after_the_init_timeout_fired_ends_the_session() {
             .expire_now(Expiry::InitTimeout(Duration::from_secs(10)))
     );
     assert_eq!(
-        h.feed(Input::InitApplied(Ok(None))),
+        h.feed(applied()),
         [
             "send session_timeout 10",
             "end init_timeout 1000 session_timeout"
@@ -525,6 +543,7 @@ fn draining_finishes_the_running_segment_then_closes_1001() {
     assert_eq!(
         h.feed(done(0, None)),
         [
+            "checkpoint 1 -",
             "send stream_complete StopRequested",
             "end shutdown 1001 server_shutdown"
         ]
@@ -542,7 +561,7 @@ fn draining_finishes_the_running_segment_then_closes_1001() {
     );
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     assert_eq!(h.feed(Input::Drain).len(), 2);
     assert_eq!(h.state(), SessionState::Complete);
 }
@@ -612,7 +631,7 @@ fn stream_time_accumulates_in_pts_base() {
     h.ask("a");
     h.ask("b");
     let actions = h.feed_actions(done(0, None));
-    let Some(Action::StartSegment(order)) = actions.first() else {
+    let Some(Action::StartSegment(order)) = actions.get(1) else {
         panic!("expected the second segment to start");
     };
     assert_eq!(order.plan.pts_base_ms, 1000.0);
@@ -623,7 +642,7 @@ fn stream_time_accumulates_in_pts_base() {
 fn the_session_is_busy_while_queued_or_generating() {
     let mut h = harness(6);
     h.init();
-    h.feed(Input::InitApplied(Ok(None)));
+    h.feed(applied());
     assert!(h.manager.snapshot()[0].busy, "queued");
     h.feed(Input::Acquired(Ok(0)));
     assert!(!h.manager.snapshot()[0].busy, "bound, idle");
@@ -642,9 +661,72 @@ fn a_cap_of_one_ends_after_the_first_segment_even_with_requests_waiting() {
     assert_eq!(
         h.feed(done(0, None)),
         [
+            "checkpoint 1 -",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
     );
     assert_eq!(h.machine.session().segment_idx(), 1);
+}
+
+#[test]
+fn a_resumed_stream_goes_on_with_its_next_segment_and_its_token() {
+    let mut h = harness(3);
+    h.init();
+    let resumed = Input::InitApplied(Ok(Applied {
+        resume_token: "feedbeef".into(),
+        resumed: Some(Resumed {
+            segments: 2,
+            stream_time_ms: 2000.0,
+        }),
+        ..Applied::default()
+    }));
+    assert_eq!(h.feed(resumed), ["acquire"]);
+    let actions = h.feed_actions(Input::Acquired(Ok(0)));
+    let token = actions.iter().find_map(|a| match a {
+        Action::Send(Event::StreamStart { resume_token, .. }) => resume_token.clone(),
+        _ => None,
+    });
+    assert_eq!(token.as_deref(), Some("feedbeef"));
+    let actions = h.feed_actions(Input::Client(ClientInput::Message {
+        msg: ClientMsg::Segment(SegmentAsk {
+            prompt: "third".into(),
+            ..SegmentAsk::default()
+        }),
+        wire_name: "segment_prompt_source",
+    }));
+    let Some(Action::StartSegment(order)) = actions.first() else {
+        panic!("expected a start");
+    };
+    assert_eq!(
+        (order.plan.segment_idx, order.plan.pts_base_ms),
+        (2, 2000.0)
+    );
+    // The earlier segments count against the cap.
+    assert_eq!(
+        h.feed(done(2, None)),
+        [
+            "checkpoint 3 -",
+            "send stream_complete SegmentCap",
+            "end segment_cap 1000 segment_cap"
+        ]
+    );
+}
+
+#[test]
+fn a_resume_past_the_cap_is_refused() {
+    let mut h = harness(2);
+    h.init();
+    let resumed = Input::InitApplied(Ok(Applied {
+        resume_token: "feedbeef".into(),
+        resumed: Some(Resumed {
+            segments: 3,
+            stream_time_ms: 0.0,
+        }),
+        ..Applied::default()
+    }));
+    assert_eq!(
+        h.feed(resumed),
+        ["error invalid_message", "end rejected 1003 invalid_init"]
+    );
 }
