@@ -17,7 +17,8 @@ It writes, under crates/fv-inference/tests/fixtures/:
   tables.
 - audio_vae_tiny.{json,safetensors}: the audio VAE decoder (Lightricks names: `audio_vae.` prefix,
   `per_channel_statistics.*-of-means`), normalised packed audio tokens [B, L, C*M], and the
-  pipeline's decode (de-normalise -> unpack -> `audio_vae.decode`) -> mel [B, 2, 4L-3, mel_bins].
+  pipeline's decode (de-normalise -> unpack -> `audio_vae.decode`) -> mel [B, 2, 4L-3, mel_bins];
+  plus the same weights decoded with `causality_axis="none"` (`output.mel_noncausal`).
 - vocoder_tiny.{json,safetensors}: the HiFi-GAN vocoder (Lightricks names: `vocoder.`, `ups`,
   `resblocks`, `conv_pre`, `conv_post`), fed the audio VAE's reference mel, and its waveform.
 
@@ -293,13 +294,17 @@ def audio_vae_fixture():
         z = LTX2Pipeline._denormalize_audio_latents(tokens, vae.latents_mean, vae.latents_std)
         z = LTX2Pipeline._unpack_audio_latents(z, AUDIO_LATENT_FRAMES, num_mel_bins=latent_mel)
         mel = vae.decode(z, return_dict=False)[0]
-        # the same decoder made non-causal, for the record (the Rust test builds its own)
+        # the same weights in a non-causal decoder (`causality_axis="none"`, also supported)
+        nc = AutoencoderKLLTX2Audio(**dict(TINY_AUDIO_VAE, causality_axis="none")).eval()
+        nc.load_state_dict(vae.state_dict())
+        mel_nc = nc.decode(z, return_dict=False)[0]
     print(f"audio vae: z {tuple(z.shape)} -> mel {tuple(mel.shape)}, max |x| {mel.abs().max():.3f}")
 
     tensors = {lightricks_audio_vae_name(k): v.contiguous() for k, v in state.items()}
     tensors["input.tokens"] = tokens
     tensors["input.z"] = z.contiguous()
     tensors["output.mel"] = mel.contiguous()
+    tensors["output.mel_noncausal"] = mel_nc.contiguous()
     save_file(tensors, os.path.join(OUT, "audio_vae_tiny.safetensors"))
     with open(os.path.join(OUT, "audio_vae_tiny.json"), "w") as f:
         json.dump(

@@ -31,7 +31,8 @@ pub enum CausalityAxis {
     /// Time (the release): pad `k − 1` rows before, none after; upsampling drops the first row.
     #[serde(rename = "height")]
     Height,
-    /// Not causal: symmetric padding, no row dropped, output `4L` frames.
+    /// Not causal: symmetric padding, no row dropped after upsampling (the output is still
+    /// cropped to `4L − 3` frames, as the reference does for every axis setting).
     #[serde(rename = "none")]
     NonCausal,
     /// Causal along mel bins (not implemented; rejected by [`AudioVaeConfig::validate`]).
@@ -136,13 +137,12 @@ impl AudioVaeConfig {
         Ok(n as usize)
     }
 
-    /// Spectrogram frames the decoder returns for `latent_frames`: `4L − 3` (causal) or `4L`.
+    /// Spectrogram frames the decoder returns for `latent_frames`: `max(4L − 3, 1)` (the
+    /// causal first latent frame covers one mel frame).
     pub fn mel_frames_for(&self, latent_frames: usize) -> usize {
-        let f = latent_frames * AUDIO_LATENT_DOWNSAMPLE;
-        match self.causality_axis {
-            CausalityAxis::NonCausal => f.max(1),
-            _ => f.saturating_sub(AUDIO_LATENT_DOWNSAMPLE - 1).max(1),
-        }
+        (latent_frames * AUDIO_LATENT_DOWNSAMPLE)
+            .saturating_sub(AUDIO_LATENT_DOWNSAMPLE - 1)
+            .max(1)
     }
 
     /// Rejects values the decoder cannot honour, with the reason.
