@@ -14,11 +14,16 @@
 //! Not yet here: the Gemma text encoder (text embeddings come from a precomputed file or a
 //! hashed pseudo-embedding of the prompt, see [`pipeline`]) and the audio stream.
 //! [`text`] holds the text side on its own (tokenizer, Gemma-3, connectors:
-//! [`Ltx2TextEncoder`]); the pipeline does not call it yet.
+//! [`Ltx2TextEncoder`]); the pipeline does not call it yet. The two-stage and continuation
+//! building blocks exist on their own too: the video VAE encoder ([`VideoVaeEncoder`], RGB
+//! frames → normalised latents), the stage-2 latent upsampler ([`LatentUpsampler`],
+//! normalised latents → ×2 height and width) and the latent statistics both use
+//! ([`LatentStatistics`]).
 
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod latent_stats;
 pub mod pipeline;
 mod rng;
 pub mod rope;
@@ -29,17 +34,25 @@ pub mod text;
 pub mod timing;
 pub mod tiny;
 pub mod transformer;
+pub mod upsampler;
+pub mod upsampler_config;
 pub mod vae;
+pub mod vae_encoder;
+pub mod vae_encoder_config;
 pub mod weights;
 pub mod yuv;
 
 pub use candle_core::{DType, Device};
 pub use config::TransformerConfig;
+pub use latent_stats::LatentStatistics;
 pub use pipeline::Ltx2Pipeline;
 pub use scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfig};
 pub use text::{CaptionEmbeddings, Ltx2TextEncoder};
 pub use transformer::Ltx2VideoTransformer;
+pub use upsampler::{LatentUpsampler, LatentUpsamplerConfig, canonical_upsampler_name};
 pub use vae::{VaeConfig, VideoVaeDecoder};
+pub use vae_encoder::VideoVaeEncoder;
+pub use vae_encoder_config::{VaeEncoderConfig, canonical_vae_encoder_name};
 pub use weights::{Weights, canonical_transformer_name, canonical_vae_name};
 
 /// Everything that can go wrong in this crate.
