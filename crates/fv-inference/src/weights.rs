@@ -340,8 +340,10 @@ impl Weights {
     /// file is read once into host memory; only kept tensors go to `device`, one at a time,
     /// converted to `dtype` as they arrive (so a 19B checkpoint never sits on the GPU whole,
     /// nor in its file dtype). Names are taken in sorted order per file, so a duplicate is
-    /// reported the same way on every run.
-    fn load_components(
+    /// reported the same way on every run. (E.g. the transformer, the VAE decoder and the
+    /// VAE encoder from one Lightricks file: `[canonical_transformer_name,
+    /// canonical_vae_name, canonical_vae_encoder_name]`.)
+    pub fn load_components(
         paths: &[&Path],
         dtype: DType,
         device: &Device,
