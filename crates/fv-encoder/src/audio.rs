@@ -87,3 +87,33 @@ pub enum SegmentAudio {
     /// later fragment. Fitted to the video's length: padded with silence or cut.
     Pcm,
 }
+
+/// A whole [`fv_core::AudioTrack`] coded as AAC-LC 48 kHz stereo, outside any segment (for
+/// benchmarks and tools; segments use [`StreamEncoder::push_audio`](crate::StreamEncoder::push_audio)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedAudio {
+    /// The AudioSpecificConfig (`11 90`).
+    pub asc: Vec<u8>,
+    /// Encoder delay in samples per channel: decoded sample `priming + n` is input sample `n`.
+    pub priming: u32,
+    /// Raw access units, 1024 samples each, enough to cover the whole input after `priming`.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Resamples `track` to 48 kHz stereo and codes it with a fresh encoder in `mode`.
+pub fn encode_audio(
+    track: &fv_core::AudioTrack,
+    mode: AacMode,
+) -> Result<EncodedAudio, EncodeError> {
+    let pcm = crate::resample::to_aac_layout(track)?;
+    let mut encoder = crate::aac::AacEncoder::new(mode)?;
+    let samples = (pcm.len() / usize::from(AAC_CHANNELS)) as u64;
+    let frames = crate::stream_audio::frames_for(samples, encoder.delay());
+    let frames =
+        usize::try_from(frames).map_err(|_| EncodeError::AudioInput("audio too long".into()))?;
+    Ok(EncodedAudio {
+        asc: encoder.asc().to_vec(),
+        priming: encoder.delay(),
+        frames: encoder.encode_clip(&pcm, frames)?,
+    })
+}

@@ -58,8 +58,8 @@ pub mod testing;
 pub use aac::silent_frame;
 pub use audio::{
     AAC_CBR_RANGE, AAC_CHANNELS, AAC_FRAME_SAMPLES, AAC_SAMPLE_RATE, AAC_VBR_RANGE,
-    AUDIO_INPUT_CHANNELS, AUDIO_INPUT_RATE_RANGE, AacMode, DEFAULT_AAC_MODE, MAX_AUDIO_SECONDS,
-    SegmentAudio,
+    AUDIO_INPUT_CHANNELS, AUDIO_INPUT_RATE_RANGE, AacMode, DEFAULT_AAC_MODE, EncodedAudio,
+    MAX_AUDIO_SECONDS, SegmentAudio, encode_audio,
 };
 pub use config::{
     BITRATE_RANGE, DEFAULT_BITRATE_BPS, DEFAULT_FRAGMENT_FRAMES, DEFAULT_MIN_QP, EncoderConfig,
@@ -75,7 +75,8 @@ use bytes::Bytes;
 pub enum ChunkKind {
     /// `ftyp` + `moov`: the first chunk of every segment.
     Init,
-    /// `moof` + `mdat`: [`Chunk::frames`] coded frames.
+    /// `moof` + `mdat`: [`Chunk::frames`] coded frames, and the audio that covers them when
+    /// the segment has an audio track.
     Fragment,
 }
 
@@ -86,7 +87,8 @@ pub struct Chunk {
     pub kind: ChunkKind,
     /// The bytes to send; cheap to clone.
     pub data: Bytes,
-    /// Frames in this chunk: 0 for [`ChunkKind::Init`].
+    /// Video frames in this chunk: 0 for [`ChunkKind::Init`] and for an audio-only fragment
+    /// (see [`StreamEncoder::push_audio`]).
     pub frames: u32,
 }
 

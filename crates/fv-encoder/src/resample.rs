@@ -38,7 +38,7 @@ pub(crate) fn validate(track: &fv_core::AudioTrack) -> Result<(), EncodeError> {
         )));
     }
     let channels = usize::from(track.channels);
-    if track.samples.len() % channels != 0 {
+    if !track.samples.len().is_multiple_of(channels) {
         return Err(bad(format!(
             "{} samples is not a whole number of {channels}-channel frames",
             track.samples.len()

@@ -133,7 +133,7 @@ impl AudioState {
 
 /// AAC frames whose decoded output covers `samples` samples after `priming` samples of
 /// encoder delay.
-fn frames_for(samples: u64, priming: u32) -> u64 {
+pub(crate) fn frames_for(samples: u64, priming: u32) -> u64 {
     (samples + u64::from(priming)).div_ceil(u64::from(AAC_FRAME_SAMPLES))
 }
 
