@@ -116,7 +116,10 @@ impl AacEncoder {
             }
             pos = end;
             if r.output_size > 0 {
-                units.push(self.out[..r.output_size].to_vec());
+                let unit = self.out.get(..r.output_size).ok_or_else(|| {
+                    EncodeError::AacEncoder(format!("frame of {} bytes", r.output_size))
+                })?;
+                units.push(unit.to_vec());
             }
         }
         Err(EncodeError::AacEncoder(format!(

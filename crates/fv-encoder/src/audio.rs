@@ -117,3 +117,49 @@ pub fn encode_audio(
         frames: encoder.encode_clip(&pcm, frames)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aac_modes_are_checked_against_their_ranges() {
+        for quality in AAC_VBR_RANGE {
+            assert_eq!(AacMode::Vbr { quality }.validate(), Ok(()));
+        }
+        for quality in [0, 6] {
+            let err = AacMode::Vbr { quality }
+                .validate()
+                .expect_err("out of range");
+            assert!(err.to_string().contains("vbr quality"), "{err}");
+        }
+        for bitrate_bps in [*AAC_CBR_RANGE.start(), *AAC_CBR_RANGE.end()] {
+            assert_eq!(AacMode::Cbr { bitrate_bps }.validate(), Ok(()));
+        }
+        for bitrate_bps in [31_999, 320_001] {
+            let err = AacMode::Cbr { bitrate_bps }
+                .validate()
+                .expect_err("out of range");
+            assert!(err.to_string().contains("cbr bitrate"), "{err}");
+        }
+        let cfg = crate::EncoderConfig {
+            audio: AacMode::Vbr { quality: 9 },
+            ..crate::EncoderConfig::new(64, 64, 24)
+        };
+        assert!(matches!(cfg.validate(), Err(EncodeError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn encode_audio_covers_the_track_after_the_priming() {
+        let track = fv_core::AudioTrack {
+            sample_rate: 24_000,
+            channels: 1,
+            samples: vec![0.1; 24_000],
+        };
+        let coded = encode_audio(&track, AacMode::default()).expect("encode");
+        assert_eq!(coded.asc, [0x11, 0x90]);
+        // 48 000 samples after resampling + 2048 priming -> 49 frames.
+        assert_eq!(coded.priming, 2048);
+        assert_eq!(coded.frames.len(), 49);
+    }
+}

@@ -48,6 +48,7 @@ mod audio;
 mod config;
 mod h264;
 pub mod inspect;
+mod inspect_audio;
 mod mux;
 mod mux_audio;
 mod resample;
