@@ -7,7 +7,6 @@
 
 mod error;
 mod memory;
-mod ordered;
 
 pub use error::StoreError;
 pub use fv_core::ContinuationState;
