@@ -107,7 +107,7 @@ fn a_bad_config_exits_64_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("router.replicas[0].wieght: unknown key"),
+        err.contains("router.replicas[0].wieght: unknown field (did you mean weight?)"),
         "{err}"
     );
     // A missing file is a usage error too.

@@ -1,3 +1,6 @@
+//! [`EncoderConfig`]: size, frame rate, bitrate, fragment length and audio mode of a stream
+//! encoder, checked before any encoder is built.
+
 use crate::{AacMode, EncodeError};
 
 /// Smallest accepted width and height: one H.264 macroblock.

@@ -1,3 +1,6 @@
+//! [`StreamEncoder`]: one encoder per session, turning frames (and optional audio) into
+//! self-contained fMP4 segments, chunk by chunk as frames arrive.
+
 use crate::h264::H264Encoder;
 use crate::mux::{self, Run, Sample};
 use crate::mux_audio::AUDIO_TRACK_ID;

@@ -113,7 +113,7 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))
         .await?;
     c.expect("ltx2_segment_start").await?;
-    c.expect("media_init").await?;
+    c.recv_until("media_init").await?;
     let addr = server.addr;
     server.begin_shutdown();
     // While draining, readiness is 503 and new sessions are refused. The drain starts on the
