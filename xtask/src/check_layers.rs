@@ -20,14 +20,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("fv-core", &[]),
     // The one bounded LRU + TTL map, shared by fv-store and fv-router.
     ("fv-lru", &[]),
+    // The one config mechanism (schema check, key paths, docs), for every layer's config.
+    ("fv-config", &[]),
     ("fv-session", &["fv-protocol", "fv-core"]),
     ("fv-encoder", &["fv-core"]),
-    ("fv-store", &["fv-core", "fv-lru"]),
+    ("fv-store", &["fv-core", "fv-lru", "fv-config"]),
     ("fv-pool", &["fv-core", "fv-store"]),
-    ("fv-prompt", &["fv-core"]),
+    ("fv-prompt", &["fv-core", "fv-config"]),
     ("fv-inference", &["fv-core"]),
     // Process glue (signals, config files, logging, exit codes) for the app crates and bins.
-    ("fv-runtime", &[]),
+    ("fv-runtime", &["fv-config"]),
     (
         "fv-server",
         &[
@@ -39,9 +41,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "fv-encoder",
             "fv-prompt",
             "fv-runtime",
+            "fv-config",
         ],
     ),
-    ("fv-router", &["fv-protocol", "fv-runtime", "fv-lru"]),
+    (
+        "fv-router",
+        &["fv-protocol", "fv-runtime", "fv-lru", "fv-config"],
+    ),
     // Router tests' kit: the router and the wire types, never the server.
     ("fv-testkit-router", &["fv-router", "fv-protocol"]),
     (
@@ -63,6 +69,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("fv-protocol", &["tokio", "axum", "candle-core"]),
     ("fv-core", &["tokio", "axum", "candle-core"]),
     ("fv-lru", &["tokio", "axum", "candle-core"]),
+    ("fv-config", &["tokio", "axum", "candle-core"]),
     ("fv-session", &["axum"]),
     ("fv-encoder", &["tokio", "axum"]),
     ("fv-pool", &["axum"]),

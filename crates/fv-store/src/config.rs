@@ -213,18 +213,9 @@ impl RedisSection {
     }
 }
 
-/// One problem in a store config: the dotted key path and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
+/// One problem in a store config: the dotted key path and what is wrong (the project's one
+/// config problem type, from `fv-config`).
+pub use fv_config::Problem as ConfigProblem;
 
 /// Every problem found in a store config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -262,10 +253,10 @@ struct Problems {
 
 impl Problems {
     fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.list.push(ConfigProblem {
-            path: format!("{}.{key}", self.prefix),
-            message: message.into(),
-        });
+        self.list.push(ConfigProblem::new(
+            format!("{}.{key}", self.prefix),
+            message,
+        ));
     }
 
     fn range(&mut self, key: &str, value: u64, min: u64, max: u64) {
@@ -281,22 +272,25 @@ impl StoreConfig {
     /// key path of a type error or unknown key, then validates it. `prefix` is where the
     /// section sits in the file, e.g. `store`.
     pub fn from_value(value: serde_json::Value, prefix: &str) -> Result<Self, StoreConfigError> {
-        let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
-            let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{inner}")
-            };
-            StoreConfigError {
-                problems: vec![ConfigProblem {
-                    path,
-                    message: e.into_inner().to_string(),
-                }],
+        // The one config mechanism: key paths, unknown keys, types and ranges from the schema,
+        // then this section's own cross-field rules (a key reported once).
+        let loaded = fv_config::load::<Self>(value);
+        let mut problems: Vec<ConfigProblem> = loaded
+            .problems
+            .into_iter()
+            .map(|p| p.under(prefix))
+            .collect();
+        if let Some(config) = loaded.value {
+            for p in config.problems(prefix) {
+                if !problems.iter().any(|q| q.path == p.path) {
+                    problems.push(p);
+                }
             }
-        })?;
-        config.validate_at(prefix)?;
-        Ok(config)
+            if problems.is_empty() {
+                return Ok(config);
+            }
+        }
+        Err(StoreConfigError { problems })
     }
 
     /// Checks every range and cross-field rule, reporting all problems with key paths under
