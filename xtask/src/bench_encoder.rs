@@ -302,7 +302,7 @@ fn run_ffmpeg(w: u32, h: u32, frames: &[Frame], runs: &mut Runs) -> Result<()> {
 }
 
 /// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
-fn thread_cpu_time() -> Result<Duration> {
+pub(crate) fn thread_cpu_time() -> Result<Duration> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat")
         .context("reading /proc/thread-self/schedstat (Linux only)")?;
     let ns: u64 = text
@@ -316,7 +316,7 @@ fn thread_cpu_time() -> Result<Duration> {
 
 /// User + system CPU time of this process's waited-for children (`/proc/self/stat` fields
 /// cutime and cstime, in clock ticks of 1/100 s, the Linux x86_64 USER_HZ).
-fn children_cpu_time() -> Result<Duration> {
+pub(crate) fn children_cpu_time() -> Result<Duration> {
     let text = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
     // Fields after the parenthesised command name, which may itself contain spaces.
     let rest = text
@@ -463,7 +463,7 @@ fn ms_per_frame(frames: u32, t: Duration) -> f64 {
     t.as_secs_f64() * 1e3 / f64::from(frames)
 }
 
-fn ffmpeg_version() -> Option<String> {
+pub(crate) fn ffmpeg_version() -> Option<String> {
     let out = Command::new("ffmpeg").arg("-version").output().ok()?;
     if !out.status.success() {
         return None;

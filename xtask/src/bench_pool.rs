@@ -303,7 +303,9 @@ async fn pools(bin: &Path, reps: usize) -> Result<()> {
             pool.shutdown().await;
         }
         // What converting the segment to I420 costs (the encoder does it in-process anyway).
-        let frames: Vec<Frame> = (0..FRAMES).map(|i| MockGenerator::frame(&request, i)).collect();
+        let frames: Vec<Frame> = (0..FRAMES)
+            .map(|i| MockGenerator::frame(&request, i))
+            .collect();
         let started = Instant::now();
         for frame in &frames {
             std::hint::black_box(frame.i420()?);

@@ -3,6 +3,7 @@
 //! Benchmarks must run optimised:
 //! `cargo run --release -p xtask -- bench encoder [--quick] [--reps N] [--size WxH] [--frames N]`.
 
+mod bench_aac;
 mod bench_encoder;
 mod bench_pool;
 mod bench_router;
@@ -19,6 +20,11 @@ commands:
       openh264 + fMP4 (in-process, 1 thread) vs ffmpeg libx264 over a pipe, same frames:
       frames/s, CPU time, bytes and PSNR at 1024x576 and 1920x1088, 120 frames, 7 reps
       (--quick: 1024x576, 48 frames, 3 reps; --size/--frames override)
+  bench aac [--quick] [--seconds N] [--reps N]
+      our AAC-LC encoder (FDK, in-process, one thread) vs ffmpeg's aac (and libfdk_aac if
+      present) over a pipe, same PCM: seconds of audio per CPU second, kbit/s, SNR after one
+      shared decoder, ratios; and the silent track (frame repeat vs coding zeros).
+      30 s clip, 5 reps (--quick: 8 s, 3 reps)
   bench latency [--quick] [--python PATH]
       (--python: a Python with the `fastvideo` package: also runs FastVideo's own mock server
       at 256x256 in the same run and prints the ratio)
@@ -52,6 +58,7 @@ fn main() -> Result<()> {
     }
     match args.as_slice() {
         ["bench", "encoder", rest @ ..] => bench_encoder::run(rest),
+        ["bench", "aac", rest @ ..] => bench_aac::run(rest),
         ["bench", "latency", rest @ ..] => bench_server::latency(&root()?, rest),
         ["bench", "load", rest @ ..] => {
             let sessions = flag(rest, "--sessions")?.unwrap_or(200);

@@ -77,7 +77,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let sleep_ms = args.sleep_ms.to_string();
-    let worker = || Ok(fv_server::WorkerCommand::current_exe()?.args(["--sleep-ms", &sleep_ms, "worker"]));
+    let worker =
+        || Ok(fv_server::WorkerCommand::current_exe()?.args(["--sleep-ms", &sleep_ms, "worker"]));
     let deps = fv_server::mock_deps_for(&config, Duration::from_millis(args.sleep_ms), worker)
         .context("starting the worker pool")?;
     let options = ServerOptions {

@@ -148,7 +148,11 @@ async fn kill_9_of_a_worker_mid_segment_fails_only_its_session_and_the_worker_co
     let mut server = start(150)?;
     let ready = server.until_ready().await?;
     assert_eq!(ready["ready_gpu_workers"], 2, "{ready}");
-    assert_eq!(marked_processes(&server.marker).len(), 3, "server + 2 workers");
+    assert_eq!(
+        marked_processes(&server.marker).len(),
+        3,
+        "server + 2 workers"
+    );
 
     let (mut a, a_worker) = server.connect().await?;
     let (mut b, b_worker) = server.connect().await?;
@@ -168,7 +172,12 @@ async fn kill_9_of_a_worker_mid_segment_fails_only_its_session_and_the_worker_co
     assert_eq!(err["retryable"], true, "{err}");
     // The other session's segment is untouched.
     let b_segment = b.collect_segment().await?;
-    assert_eq!(b_segment.find("ltx2_segment_complete").map(|m| m["segment_idx"].clone()), Some(0.into()));
+    assert_eq!(
+        b_segment
+            .find("ltx2_segment_complete")
+            .map(|m| m["segment_idx"].clone()),
+        Some(0.into())
+    );
 
     // The same session's next segment runs on the restarted worker.
     let again = a.segment("a again").await?;
@@ -178,7 +187,9 @@ async fn kill_9_of_a_worker_mid_segment_fails_only_its_session_and_the_worker_co
     assert_eq!(w["restarts"], 1, "{w}");
     assert_ne!(w["pid"], victim, "{w}");
     assert!(
-        w["last_error"].as_str().is_some_and(|e| e.contains("killed by signal 9")),
+        w["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("killed by signal 9")),
         "{w}"
     );
 
@@ -224,7 +235,12 @@ async fn status_reports_every_worker_process() -> anyhow::Result<()> {
         .map(|i| {
             let w = &status["gpu_status"][i.to_string()];
             assert_eq!(
-                (&w["state"], &w["process_alive"], &w["ready"], &w["generator"]),
+                (
+                    &w["state"],
+                    &w["process_alive"],
+                    &w["ready"],
+                    &w["generator"]
+                ),
                 (&"ready".into(), &true.into(), &true.into(), &"mock".into()),
                 "{w}"
             );

@@ -1,9 +1,13 @@
 //! stream-router: routes `/v1/stream` WebSockets to healthy streaming-server replicas with
-//! room. `cargo run -p stream-router -- --config configs/router.yaml`.
+//! room. `cargo run -p stream-router` runs the built-in `configs/router.yaml` (two local mock
+//! servers on 8001 and 8002); `--config FILE` runs another.
 
 use clap::Parser;
 use fv_router::config::RouterConfig;
 use std::path::PathBuf;
+
+/// `configs/router.yaml`, compiled in: the config that runs when `--config` is not given.
+const BUILT_IN_CONFIG: &str = include_str!("../../../configs/router.yaml");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,9 +15,10 @@ use std::path::PathBuf;
     about = "fv-stream router: one address in front of streaming-server replicas"
 )]
 struct Args {
-    /// Router YAML (a top-level `router:` block; see docs/router.md)
+    /// Router YAML (a top-level `router:` block; see docs/router.md) [default: the built-in
+    /// configs/router.yaml, two local replicas on ports 8001 and 8002]
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Address to listen on [default: router.host from --config]
     #[arg(long)]
     host: Option<String>,
@@ -37,7 +42,22 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = RouterConfig::load(&args.config)?;
+    let mut config = match &args.config {
+        Some(path) => {
+            tracing::info!(config = %path.display(), "router config");
+            RouterConfig::load(path)?
+        }
+        None => {
+            let config = RouterConfig::from_yaml_str(BUILT_IN_CONFIG)?;
+            let replicas: Vec<&str> = config.replicas.iter().map(|r| r.url.as_str()).collect();
+            tracing::info!(
+                ?replicas,
+                "no --config given: running the built-in configs/router.yaml; \
+                 pass --config FILE to route to other replicas"
+            );
+            config
+        }
+    };
     if let Some(host) = args.host {
         config.host = host;
     }

@@ -1,4 +1,5 @@
-//! The stream-router binary: `--check-config`, overrides, exit codes, SIGTERM.
+//! The stream-router binary: the built-in config, `--check-config`, overrides, exit codes,
+//! SIGTERM.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +13,65 @@ fn bin() -> Command {
 
 fn shipped_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/router.yaml")
+}
+
+/// The address from the child's first stdout line, `listening on http://ADDR/`.
+fn listening_addr(child: &mut std::process::Child) -> std::net::SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on http://")
+        .and_then(|s| s.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+}
+
+#[test]
+fn without_config_the_built_in_router_yaml_runs_and_says_so() {
+    let out = bin()
+        .arg("--check-config")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The effective config is configs/router.yaml's, as compiled in.
+    let printed =
+        fv_router::config::RouterConfig::from_yaml_str(&String::from_utf8(out.stdout).unwrap())
+            .unwrap();
+    let shipped = fv_router::config::RouterConfig::load(&shipped_config()).unwrap();
+    assert_eq!(printed, shipped);
+    assert!(
+        stderr.contains("built-in configs/router.yaml") && stderr.contains("--config FILE"),
+        "the log says which config runs and how to pass another: {stderr}"
+    );
+    assert!(stderr.contains("http://127.0.0.1:8001"), "{stderr}");
+
+    // And it serves: no arguments but a free port (the built-in one is 9000).
+    let mut child = fv_testkit_router::ChildGuard::new(
+        bin()
+            .args(["--port", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = listening_addr(&mut child);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, body) = rt
+        .block_on(fv_testkit_router::http_get(addr, "/status"))
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mock-a", "mock-b"]);
 }
 
 #[test]
@@ -47,7 +107,7 @@ fn a_bad_config_exits_64_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("router.replicas[0].wieght: unknown key"),
+        err.contains("router.replicas[0].wieght: unknown field (did you mean weight?)"),
         "{err}"
     );
     // A missing file is a usage error too.
@@ -72,7 +132,7 @@ fn serves_and_stops_on_sigterm() {
         format!("router:\n  replicas:\n    - url: http://{replica}\n"),
     )
     .unwrap();
-    let mut child = fv_testkit::ChildGuard::new(
+    let mut child = fv_testkit_router::ChildGuard::new(
         bin()
             .arg("--config")
             .arg(&config)
@@ -83,19 +143,15 @@ fn serves_and_stops_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|s| s.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+    let addr = listening_addr(&mut child);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (code, body) = rt.block_on(fv_testkit::http_get(addr, "/healthz")).unwrap();
+    let (code, body) = rt
+        .block_on(fv_testkit_router::http_get(addr, "/healthz"))
+        .unwrap();
     assert_eq!(code, 200, "{body}");
-    let (code, _) = rt.block_on(fv_testkit::http_get(addr, "/readyz")).unwrap();
+    let (code, _) = rt
+        .block_on(fv_testkit_router::http_get(addr, "/readyz"))
+        .unwrap();
     assert_eq!(code, 503);
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

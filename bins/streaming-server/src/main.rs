@@ -57,7 +57,10 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.make_tiny_model {
         fv_inference::tiny::write_random_model(dir)?;
-        println!("wrote a tiny random-weight LTX-2 model to {}", dir.display());
+        println!(
+            "wrote a tiny random-weight LTX-2 model to {}",
+            dir.display()
+        );
         return Ok(());
     }
     let mut config = match &args.config {

@@ -26,7 +26,9 @@ pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
             Ok(()) => {}
             // Another server made it at the same time.
             Err(_) if dir.join("transformer").join("config.json").is_file() => {}
-            Err(e) => return Err(e).with_context(|| format!("moving the model to {}", dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("moving the model to {}", dir.display()));
+            }
         }
     }
     let mut config = ServeConfig::from_yaml_str(DEFAULT_CONFIG)?.config;

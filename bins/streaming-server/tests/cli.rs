@@ -19,8 +19,14 @@ fn starts_with_no_arguments_on_the_embedded_tiny_model() -> anyhow::Result<()> {
                 .stderr(Stdio::piped())
                 .spawn()?,
         );
-        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let addr = line

@@ -109,7 +109,11 @@ async fn worker_processes_load_the_model_and_stream_its_segments() -> anyhow::Re
     assert_eq!((code, &ready["status"]), (200, &"ready".into()), "{ready}");
     let (_, status) = server.get("/status").await?;
     let w = &status["gpu_status"]["0"];
-    assert_eq!((&w["state"], &w["warmup_success"]), (&"ready".into(), &true.into()), "{w}");
+    assert_eq!(
+        (&w["state"], &w["warmup_success"]),
+        (&"ready".into(), &true.into()),
+        "{w}"
+    );
     let pid = w["pid"].as_u64().unwrap_or(0) as u32;
     assert!(
         fv_testkit::processes_with_env("FV_TEST_MARKER", &server.marker).contains(&pid),
@@ -148,8 +152,18 @@ async fn workers_that_cannot_load_the_model_are_reported_and_never_ready() -> an
     for id in ["0", "1"] {
         let w = &status["gpu_status"][id];
         assert_eq!(
-            (&w["ready"], &w["state"], &w["process_alive"], &w["warmup_success"]),
-            (&false.into(), &"failed".into(), &false.into(), &false.into()),
+            (
+                &w["ready"],
+                &w["state"],
+                &w["process_alive"],
+                &w["warmup_success"]
+            ),
+            (
+                &false.into(),
+                &"failed".into(),
+                &false.into(),
+                &false.into()
+            ),
             "{w}"
         );
         let error = w["warmup_error"].as_str().unwrap_or_default();

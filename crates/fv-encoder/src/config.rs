@@ -1,4 +1,7 @@
-use crate::EncodeError;
+//! [`EncoderConfig`]: size, frame rate, bitrate, fragment length and audio mode of a stream
+//! encoder, checked before any encoder is built.
+
+use crate::{AacMode, EncodeError};
 
 /// Smallest accepted width and height: one H.264 macroblock.
 pub const MIN_DIMENSION: u32 = 16;
@@ -53,6 +56,10 @@ pub struct EncoderConfig {
     /// Lowest quantiser rate control may use, 0..=[`MAX_QP`] (lower = better quality, more
     /// bytes, slower). Default [`DEFAULT_MIN_QP`].
     pub min_qp: u8,
+    /// How segments with real audio ([`SegmentAudio::Pcm`](crate::SegmentAudio::Pcm)) code
+    /// it. Default [`DEFAULT_AAC_MODE`](crate::DEFAULT_AAC_MODE). Unused by video-only
+    /// segments; silent tracks repeat one fixed frame whatever it says.
+    pub audio: AacMode,
 }
 
 impl EncoderConfig {
@@ -66,6 +73,7 @@ impl EncoderConfig {
             bitrate_bps: DEFAULT_BITRATE_BPS,
             idr_interval: 0,
             min_qp: DEFAULT_MIN_QP,
+            audio: AacMode::default(),
         }
     }
 
@@ -116,7 +124,7 @@ impl EncoderConfig {
                 self.min_qp
             )));
         }
-        Ok(())
+        self.audio.validate()
     }
 
     /// The media timescale (ticks per second) of the MP4 track: 90 kHz when the frame rate

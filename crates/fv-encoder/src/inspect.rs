@@ -5,9 +5,14 @@
 //! * [`parse_segment`]: init + fragments -> parameter sets and per-fragment sample tables,
 //!   checking that every `trun` data offset and sample size lands exactly inside its `mdat`.
 //! * [`decode_segment`]: decodes a parsed segment with openh264's decoder back to RGB24.
+//! * [`decode_audio`]: decodes a parsed segment's AAC track with FDK's decoder, applying the
+//!   edit list, back to 48 kHz stereo f32.
 
 use crate::{EncodeError, codec_string};
 use mp4_atom::{Codec, Decode, Moof, Moov};
+
+use crate::inspect_audio::audio_info;
+pub use crate::inspect_audio::{DecodedAudio, decode_audio};
 
 /// Boxes whose body is nothing but child boxes.
 const CONTAINERS: [&str; 10] = [
@@ -130,6 +135,7 @@ fn walk_level(
             let prefix = match kind.as_str() {
                 "stsd" | "dref" => Some(8),
                 "avc1" => Some(78),
+                "mp4a" => Some(28),
                 _ => None,
             };
             match prefix {
@@ -170,7 +176,8 @@ impl SampleInfo {
     }
 }
 
-/// One `moof`+`mdat` pair.
+/// One `moof`+`mdat` pair. The top-level fields describe the video `traf`; a fragment
+/// without one (audio only) has `has_video == false`, no samples and zeros.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FragmentInfo {
     /// `mfhd` sequence number.
@@ -181,6 +188,42 @@ pub struct FragmentInfo {
     pub data_offset: i32,
     /// The `trun` samples with their bytes.
     pub samples: Vec<SampleInfo>,
+    /// Whether the `moof` has a video `traf`.
+    pub has_video: bool,
+    /// The audio `traf`, if the `moof` has one.
+    pub audio: Option<RunInfo>,
+}
+
+/// One track's run in a fragment (used for the audio track).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// `tfdt` base media decode time, in the track's timescale.
+    pub base_media_decode_time: u64,
+    /// `trun` data offset (from the start of the `moof`).
+    pub data_offset: i32,
+    /// The samples with their bytes.
+    pub samples: Vec<SampleInfo>,
+}
+
+/// The audio track of an init segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// `tkhd` track id.
+    pub track_id: u32,
+    /// `mdhd` timescale.
+    pub timescale: u32,
+    /// `mp4a` channel count.
+    pub channel_count: u16,
+    /// `mp4a` sample rate (integer part).
+    pub sample_rate: u16,
+    /// The `esds` DecoderSpecificInfo: the AudioSpecificConfig.
+    pub asc: Vec<u8>,
+    /// `esds` objectTypeIndication (0x40: MPEG-4 audio).
+    pub object_type_indication: u8,
+    /// `elst` media time of the single edit (the priming to skip), if there is an edit list.
+    pub edit_media_time: Option<u64>,
+    /// `trex` default sample duration.
+    pub default_sample_duration: u32,
 }
 
 /// A parsed segment: the init's track description plus every fragment.
@@ -206,12 +249,27 @@ pub struct SegmentInfo {
     pub avcc_codec: String,
     /// Every `moof`+`mdat` pair, in order.
     pub fragments: Vec<FragmentInfo>,
+    /// The audio track, if the init has one.
+    pub audio: Option<AudioInfo>,
 }
 
 impl SegmentInfo {
-    /// Total samples over all fragments.
+    /// Total video samples over all fragments.
     pub fn sample_count(&self) -> usize {
         self.fragments.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// Total audio samples (AAC frames) over all fragments.
+    pub fn audio_sample_count(&self) -> usize {
+        self.audio_samples().count()
+    }
+
+    /// The audio samples of every fragment, in order.
+    pub fn audio_samples(&self) -> impl Iterator<Item = &SampleInfo> {
+        self.fragments
+            .iter()
+            .filter_map(|f| f.audio.as_ref())
+            .flat_map(|r| &r.samples)
     }
 }
 
@@ -235,13 +293,19 @@ pub fn parse_segment(data: &[u8]) -> Result<SegmentInfo, EncodeError> {
         .map_err(|e| decode_err("ftyp", e))?;
     let moov = Moov::decode(&mut &data[moov_box.offset..moov_box.offset + moov_box.size])
         .map_err(|e| decode_err("moov", e))?;
-    let trex = moov
+    let mvex = moov
         .mvex
         .as_ref()
-        .and_then(|m| m.trex.first())
         .ok_or_else(|| bad("moov has no mvex/trex".into()))?;
-    let [trak] = moov.trak.as_slice() else {
-        return Err(bad(format!("expected one trak, got {}", moov.trak.len())));
+    let (trak, audio_trak) = match moov.trak.as_slice() {
+        [v] => (v, None),
+        [v, a] => (v, Some(a)),
+        other => {
+            return Err(bad(format!(
+                "expected one or two traks, got {}",
+                other.len()
+            )));
+        }
     };
     if trak.mdia.hdlr.handler != b"vide".into() {
         return Err(bad(format!(
@@ -249,6 +313,17 @@ pub fn parse_segment(data: &[u8]) -> Result<SegmentInfo, EncodeError> {
             trak.mdia.hdlr.handler
         )));
     }
+    let trex_of = |id: u32| {
+        mvex.trex
+            .iter()
+            .find(|t| t.track_id == id)
+            .ok_or_else(|| bad(format!("no trex for track {id}")))
+    };
+    let trex = trex_of(trak.tkhd.track_id)?;
+    let audio = match audio_trak {
+        Some(a) => Some(audio_info(a, trex_of(a.tkhd.track_id)?)?),
+        None => None,
+    };
     let [Codec::Avc1(avc1)] = trak.mdia.minf.stbl.stsd.codecs.as_slice() else {
         return Err(bad("stsd does not hold exactly one avc1 entry".into()));
     };
@@ -286,46 +361,33 @@ pub fn parse_segment(data: &[u8]) -> Result<SegmentInfo, EncodeError> {
         }
         let moof = Moof::decode(&mut &data[moof_box.offset..moof_box.offset + moof_box.size])
             .map_err(|e| decode_err("moof", e))?;
-        let [traf] = moof.traf.as_slice() else {
-            return Err(bad(format!("expected one traf, got {}", moof.traf.len())));
-        };
-        if !traf.tfhd.default_base_is_moof {
-            return Err(bad("tfhd lacks default-base-is-moof".into()));
-        }
-        let tfdt = traf
-            .tfdt
-            .as_ref()
-            .ok_or_else(|| bad("traf has no tfdt".into()))?;
-        let [trun] = traf.trun.as_slice() else {
-            return Err(bad(format!("expected one trun, got {}", traf.trun.len())));
-        };
-        let data_offset = trun
-            .data_offset
-            .ok_or_else(|| bad("trun has no data offset".into()))?;
         let payload_start = mdat_box.offset + mdat_box.header_len;
         let payload_end = mdat_box.offset + mdat_box.size;
-        if usize::try_from(data_offset).ok() != Some(payload_start - moof_box.offset) {
+        if moof.traf.is_empty() || moof.traf.len() > 2 {
             return Err(bad(format!(
-                "trun data offset {data_offset} does not point at the mdat payload ({})",
-                payload_start - moof_box.offset
+                "expected one or two trafs, got {}",
+                moof.traf.len()
             )));
         }
+        // Runs follow each other in the mdat in traf order and cover it exactly.
         let mut pos = payload_start;
-        let mut samples = Vec::with_capacity(trun.samples.len());
-        for entry in trun.samples.iter() {
-            let size = entry.size.unwrap_or(trex.default_sample_size) as usize;
-            let end = pos + size;
-            if end > payload_end {
-                return Err(bad(format!(
-                    "sample sizes overrun the mdat at offset {pos}"
-                )));
+        let mut video = None;
+        let mut audio_run = None;
+        for traf in &moof.traf {
+            let id = traf.tfhd.track_id;
+            let (is_video, defaults) = if id == trak.tkhd.track_id {
+                (true, trex)
+            } else if audio.as_ref().is_some_and(|a| a.track_id == id) {
+                (false, trex_of(id)?)
+            } else {
+                return Err(bad(format!("traf for unknown track {id}")));
+            };
+            let run = parse_run(data, traf, defaults, moof_box.offset, pos, payload_end)?;
+            pos += run.samples.iter().map(|s| s.data.len()).sum::<usize>();
+            let slot = if is_video { &mut video } else { &mut audio_run };
+            if slot.replace(run).is_some() {
+                return Err(bad(format!("two trafs for track {id}")));
             }
-            samples.push(SampleInfo {
-                duration: entry.duration.unwrap_or(trex.default_sample_duration),
-                flags: entry.flags.unwrap_or(trex.default_sample_flags),
-                data: data[pos..end].to_vec(),
-            });
-            pos = end;
         }
         if pos != payload_end {
             return Err(bad(format!(
@@ -334,11 +396,19 @@ pub fn parse_segment(data: &[u8]) -> Result<SegmentInfo, EncodeError> {
                 payload_end - payload_start
             )));
         }
+        let has_video = video.is_some();
+        let video = video.unwrap_or(RunInfo {
+            base_media_decode_time: 0,
+            data_offset: 0,
+            samples: Vec::new(),
+        });
         fragments.push(FragmentInfo {
             sequence_number: moof.mfhd.sequence_number,
-            base_media_decode_time: tfdt.base_media_decode_time,
-            data_offset,
-            samples,
+            base_media_decode_time: video.base_media_decode_time,
+            data_offset: video.data_offset,
+            samples: video.samples,
+            has_video,
+            audio: audio_run,
         });
     }
 
@@ -353,6 +423,61 @@ pub fn parse_segment(data: &[u8]) -> Result<SegmentInfo, EncodeError> {
         pps: pps.clone(),
         avcc_codec,
         fragments,
+        audio,
+    })
+}
+
+/// One `traf`'s run: its data offset must point at `pos` (where the previous run ended) and
+/// its samples must fit before `payload_end`.
+fn parse_run(
+    data: &[u8],
+    traf: &mp4_atom::Traf,
+    trex: &mp4_atom::Trex,
+    moof_offset: usize,
+    pos: usize,
+    payload_end: usize,
+) -> Result<RunInfo, EncodeError> {
+    let bad = |m: String| EncodeError::MalformedBox(m);
+    if !traf.tfhd.default_base_is_moof {
+        return Err(bad("tfhd lacks default-base-is-moof".into()));
+    }
+    let tfdt = traf
+        .tfdt
+        .as_ref()
+        .ok_or_else(|| bad("traf has no tfdt".into()))?;
+    let [trun] = traf.trun.as_slice() else {
+        return Err(bad(format!("expected one trun, got {}", traf.trun.len())));
+    };
+    let data_offset = trun
+        .data_offset
+        .ok_or_else(|| bad("trun has no data offset".into()))?;
+    if usize::try_from(data_offset).ok() != Some(pos - moof_offset) {
+        return Err(bad(format!(
+            "trun data offset {data_offset} does not point at its data ({})",
+            pos - moof_offset
+        )));
+    }
+    let mut pos = pos;
+    let mut samples = Vec::with_capacity(trun.samples.len());
+    for entry in trun.samples.iter() {
+        let size = entry.size.unwrap_or(trex.default_sample_size) as usize;
+        let end = pos + size;
+        if end > payload_end {
+            return Err(bad(format!(
+                "sample sizes overrun the mdat at offset {pos}"
+            )));
+        }
+        samples.push(SampleInfo {
+            duration: entry.duration.unwrap_or(trex.default_sample_duration),
+            flags: entry.flags.unwrap_or(trex.default_sample_flags),
+            data: data[pos..end].to_vec(),
+        });
+        pos = end;
+    }
+    Ok(RunInfo {
+        base_media_decode_time: tfdt.base_media_decode_time,
+        data_offset,
+        samples,
     })
 }
 

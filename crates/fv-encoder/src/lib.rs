@@ -20,9 +20,14 @@
 //! * Muxer: our own writer on mp4-atom boxes ([`StreamEncoder`] docs list the layout).
 //! * The MSE mime comes from the real SPS ([`codec_string`]), e.g.
 //!   `video/mp4; codecs="avc1.42c01f"`.
-//! * **No audio.** A generator's [`fv_core::AudioTrack`] is not muxed; the init has one video
-//!   track and the mime never lists `mp4a` (Chromium rejects a codecs list naming a track the
-//!   init does not have).
+//! * **Audio** (optional, per segment): AAC-LC 48 kHz stereo from the Fraunhofer FDK AAC
+//!   encoder (crate `fdk-aac`, built from bundled source; licence in the crate README), input
+//!   of any accepted rate resampled with rubato. A segment opened with
+//!   [`StreamEncoder::start_segment_with_audio`] has a second track (`mp4a`, `esds`) in its init
+//!   and `mp4a.40.2` in its mime; [`SegmentAudio::Silence`] repeats one pre-encoded silent frame
+//!   ([`silent_frame`]). Segments opened with [`StreamEncoder::start_segment`] are video only,
+//!   byte for byte as before, and their mime never lists `mp4a` (Chromium rejects a codecs
+//!   list naming a track the init does not have).
 //!
 //! ```
 //! use fv_encoder::{ChunkKind, EncoderConfig, StreamEncoder};
@@ -38,19 +43,31 @@
 //! # Ok(()) }
 //! ```
 
+mod aac;
+mod audio;
 mod config;
 mod h264;
 pub mod inspect;
+mod inspect_audio;
 mod mux;
+mod mux_audio;
+mod resample;
 mod stream;
+mod stream_audio;
 pub mod testing;
 
+pub use aac::silent_frame;
+pub use audio::{
+    AAC_CBR_RANGE, AAC_CHANNELS, AAC_FRAME_SAMPLES, AAC_SAMPLE_RATE, AAC_VBR_RANGE,
+    AUDIO_INPUT_CHANNELS, AUDIO_INPUT_RATE_RANGE, AacMode, DEFAULT_AAC_MODE, EncodedAudio,
+    MAX_AUDIO_SECONDS, SegmentAudio, encode_audio,
+};
 pub use config::{
     BITRATE_RANGE, DEFAULT_BITRATE_BPS, DEFAULT_FRAGMENT_FRAMES, DEFAULT_MIN_QP, EncoderConfig,
     FPS_RANGE, FRAGMENT_FRAMES_RANGE, MAX_IDR_INTERVAL, MAX_LONG_SIDE, MAX_QP, MAX_SHORT_SIDE,
     MIN_DIMENSION,
 };
-pub use stream::{SegmentEncoder, StreamEncoder};
+pub use stream::{AAC_CODEC, SegmentEncoder, StreamEncoder};
 
 use bytes::Bytes;
 
@@ -59,7 +76,8 @@ use bytes::Bytes;
 pub enum ChunkKind {
     /// `ftyp` + `moov`: the first chunk of every segment.
     Init,
-    /// `moof` + `mdat`: [`Chunk::frames`] coded frames.
+    /// `moof` + `mdat`: [`Chunk::frames`] coded frames, and the audio that covers them when
+    /// the segment has an audio track.
     Fragment,
 }
 
@@ -70,11 +88,13 @@ pub struct Chunk {
     pub kind: ChunkKind,
     /// The bytes to send; cheap to clone.
     pub data: Bytes,
-    /// Frames in this chunk: 0 for [`ChunkKind::Init`].
+    /// Video frames in this chunk: 0 for [`ChunkKind::Init`] and for an audio-only fragment
+    /// (see [`StreamEncoder::push_audio`]).
     pub frames: u32,
 }
 
 /// Everything that can go wrong in this crate.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     /// Width or height is odd; H.264 4:2:0 needs even sizes and this encoder neither pads nor crops.
@@ -131,6 +151,16 @@ pub enum EncodeError {
     /// [`inspect`] found a box whose size does not fit its parent.
     #[error("malformed MP4 box: {0}")]
     MalformedBox(String),
+    /// An [`fv_core::AudioTrack`] is outside the accepted limits (rate, channels, length,
+    /// non-finite samples); the message names the limit.
+    #[error("invalid audio: {0}")]
+    AudioInput(String),
+    /// An audio call does not fit the segment (no audio track, PCM given twice, ...).
+    #[error("audio: {0}")]
+    AudioState(String),
+    /// The FDK AAC encoder (or decoder, in [`inspect`]) reported an error.
+    #[error("aac: {0}")]
+    AacEncoder(String),
 }
 
 /// The RFC 6381 codec string of an H.264 SPS NAL unit (no start code, first byte the NAL

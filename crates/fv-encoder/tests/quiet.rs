@@ -28,7 +28,11 @@ fn openh264_prints_nothing_to_stderr() {
     // stderr of C code cannot be captured in-process: run this test again as a child.
     let exe = std::env::current_exe().expect("test binary");
     let output = Command::new(exe)
-        .args(["--exact", "openh264_prints_nothing_to_stderr", "--nocapture"])
+        .args([
+            "--exact",
+            "openh264_prints_nothing_to_stderr",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .expect("run the child");

@@ -19,7 +19,11 @@ diffusers 0.42.1, which for LTX-2.0 are the released values (no gated attention,
 cross-attention modulation, biased feed-forward, prompt embeddings).
 
 It also writes tests/fixtures/manifest_ltx2_vae_decoder.json: the video VAE decoder's tensors and
-latent statistics at the published config ([diffusers name, Lightricks name, shape]).
+latent statistics at the published config ([diffusers name, Lightricks name, shape]), and the same
+for the audio VAE decoder (manifest_ltx2_audio_vae_decoder.json, config from the conversion
+script's `get_ltx2_audio_vae_config("2.0")`) and the vocoder (manifest_ltx2_vocoder.json,
+`get_ltx2_vocoder_config("2.0")`); their Lightricks names are checked with diffusers' audio VAE
+converter and the script's vocoder renames (make_audio_fixtures.py).
 
 Output: tests/fixtures/manifest_ltx2_transformer.json with
 - "config": the constructor arguments used;
@@ -47,10 +51,93 @@ from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import is_video_param, lightricks_name  # noqa: E402
 from make_vae_fixtures import lightricks_vae_name  # noqa: E402
+from make_audio_fixtures import (  # noqa: E402
+    lightricks_audio_vae_name,
+    lightricks_vocoder_name,
+    vocoder_from_lightricks,
+)
+from diffusers import AutoencoderKLLTX2Audio  # noqa: E402
+from diffusers.loaders.single_file_utils import convert_ltx2_audio_vae_to_diffusers  # noqa: E402
+from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 OUT = os.path.join(FIXTURES, "manifest_ltx2_transformer.json")
 OUT_VAE = os.path.join(FIXTURES, "manifest_ltx2_vae_decoder.json")
+OUT_AUDIO_VAE = os.path.join(FIXTURES, "manifest_ltx2_audio_vae_decoder.json")
+OUT_VOCODER = os.path.join(FIXTURES, "manifest_ltx2_vocoder.json")
+
+# diffusers scripts/convert_ltx2_to_diffusers.py, get_ltx2_audio_vae_config("2.0").
+LTX2_AUDIO_VAE = {
+    "base_channels": 128,
+    "output_channels": 2,
+    "ch_mult": (1, 2, 4),
+    "num_res_blocks": 2,
+    "attn_resolutions": None,
+    "in_channels": 2,
+    "resolution": 256,
+    "latent_channels": 8,
+    "norm_type": "pixel",
+    "causality_axis": "height",
+    "dropout": 0.0,
+    "mid_block_add_attention": False,
+    "sample_rate": 16000,
+    "mel_hop_length": 160,
+    "is_causal": True,
+    "mel_bins": 64,
+    "double_z": True,
+}
+
+# Same script, get_ltx2_vocoder_config("2.0").
+LTX2_VOCODER = {
+    "in_channels": 128,
+    "hidden_channels": 1024,
+    "out_channels": 2,
+    "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+    "upsample_factors": [6, 5, 2, 2, 2],
+    "resnet_kernel_sizes": [3, 7, 11],
+    "resnet_dilations": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    "leaky_relu_negative_slope": 0.1,
+    "output_sampling_rate": 24000,
+}
+
+
+def write_rows(path: str, config: dict, rows: list, num: int) -> None:
+    with open(path, "w") as f:
+        f.write("{\n")
+        f.write(f' "diffusers_version": {json.dumps(diffusers.__version__)},\n')
+        config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+        f.write(f' "config": {json.dumps(config)},\n')
+        f.write(f' "num_parameters": {num},\n')
+        f.write(' "parameters": [\n')
+        f.write(",\n".join(json.dumps(list(r), separators=(",", ":")) for r in rows))
+        f.write("\n ]\n}\n")
+    os.chmod(path, 0o644)
+
+
+def audio_manifests() -> None:
+    """Audio VAE decoder (+ latent statistics; the encoder is not listed) and vocoder tensors."""
+    with torch.device("meta"):
+        vae = AutoencoderKLLTX2Audio(**LTX2_AUDIO_VAE)
+        voc = LTX2Vocoder(**LTX2_VOCODER)
+    full = vae.state_dict()
+    converted = convert_ltx2_audio_vae_to_diffusers({lightricks_audio_vae_name(k): None for k in full})
+    if sorted(converted.keys()) != sorted(full.keys()):
+        raise SystemExit("lightricks_audio_vae_name() does not invert diffusers' converter at the real size")
+    state = {k: v for k, v in full.items() if not k.startswith("encoder.")}
+    rows = [(k, lightricks_audio_vae_name(k), list(v.shape)) for k, v in state.items()]
+    num = sum(v.numel() for v in state.values())
+    write_rows(OUT_AUDIO_VAE, LTX2_AUDIO_VAE, rows, num)
+    print(f"audio vae decoder: {len(rows)} tensors, {num / 1e6:.1f} M parameters "
+          f"(encoder {sum(v.numel() for k, v in full.items() if k.startswith('encoder.')) / 1e6:.1f} M)")
+
+    vstate = voc.state_dict()
+    for k in vstate:
+        if vocoder_from_lightricks(lightricks_vocoder_name(k)) != k:
+            raise SystemExit(f"vocoder name {k} does not round-trip through the script's renames")
+    rows = [(k, lightricks_vocoder_name(k), list(v.shape)) for k, v in vstate.items()]
+    num = sum(v.numel() for v in vstate.values())
+    write_rows(OUT_VOCODER, LTX2_VOCODER, rows, num)
+    print(f"vocoder: {len(rows)} tensors, {num / 1e6:.1f} M parameters")
 
 # diffusers scripts/convert_ltx2_to_diffusers.py, version "2.0" (model_id Lightricks/LTX-2).
 LTX2_19B = {
@@ -183,3 +270,4 @@ def main() -> None:
 if __name__ == "__main__":
     main()
     vae_manifest()
+    audio_manifests()

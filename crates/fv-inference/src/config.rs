@@ -1,6 +1,7 @@
-//! Configuration of the LTX-2 video transformer, in diffusers' spelling so a published
-//! `transformer/config.json` deserialises directly (unknown keys, e.g. the audio ones, are
-//! accepted and ignored by the video path).
+//! Configuration of the LTX-2 audio-video transformer, in diffusers' spelling so a published
+//! `transformer/config.json` deserialises directly (unknown keys are accepted and ignored).
+//! The video path reads the video keys only; the audio stream ([`TransformerConfig::validate_audio`])
+//! reads the `audio_*` keys and the timestep multipliers too.
 
 use crate::{InferenceError, Result};
 use serde::Deserialize;
@@ -51,6 +52,29 @@ pub struct TransformerConfig {
     pub use_prompt_embeddings: bool,
     pub activation_fn: String,
     pub qk_norm: String,
+    /// Audio stream: features per audio token (latent channels × latent mel bins, 8 × 16).
+    pub audio_in_channels: usize,
+    pub audio_out_channels: Option<usize>,
+    /// Audio tokens per latent frame in time; the audio RoPE places tokens by it.
+    pub audio_patch_size_t: usize,
+    pub audio_num_attention_heads: usize,
+    pub audio_attention_head_dim: usize,
+    /// Width of the audio caption embeddings after `audio_caption_projection` (= audio width).
+    pub audio_cross_attention_dim: usize,
+    /// Mel frames per audio latent frame (the audio VAE's time compression, 4).
+    pub audio_scale_factor: usize,
+    /// Normalising extent of the audio RoPE time axis, in seconds.
+    pub audio_pos_embed_max_pos: usize,
+    pub audio_sampling_rate: usize,
+    pub audio_hop_length: usize,
+    /// LTX-2.3/2.5 audio extensions, rejected like their video counterparts.
+    pub audio_gated_attn: bool,
+    pub audio_cross_attn_mod: bool,
+    pub audio_ff_bias: bool,
+    /// The a2v/v2a gates see the timestep × `cross_attn_timestep_scale_multiplier /
+    /// timestep_scale_multiplier` (1000 / 1000 in the LTX-2.0 release).
+    pub timestep_scale_multiplier: f64,
+    pub cross_attn_timestep_scale_multiplier: f64,
 }
 
 impl Default for TransformerConfig {
@@ -95,6 +119,21 @@ impl TransformerConfig {
             use_prompt_embeddings: true,
             activation_fn: "gelu-approximate".to_string(),
             qk_norm: "rms_norm_across_heads".to_string(),
+            audio_in_channels: 128,
+            audio_out_channels: Some(128),
+            audio_patch_size_t: 1,
+            audio_num_attention_heads: 32,
+            audio_attention_head_dim: 64,
+            audio_cross_attention_dim: 2048,
+            audio_scale_factor: 4,
+            audio_pos_embed_max_pos: 20,
+            audio_sampling_rate: 16000,
+            audio_hop_length: 160,
+            audio_gated_attn: false,
+            audio_cross_attn_mod: false,
+            audio_ff_bias: true,
+            timestep_scale_multiplier: 1000.0,
+            cross_attn_timestep_scale_multiplier: 1000.0,
         }
     }
 }
@@ -116,6 +155,103 @@ impl TransformerConfig {
     /// Output channels (defaults to the input channels).
     pub fn out_channels(&self) -> usize {
         self.out_channels.unwrap_or(self.in_channels)
+    }
+
+    /// Width of the audio stream (`audio heads × audio head_dim`).
+    pub fn audio_inner_dim(&self) -> usize {
+        self.audio_num_attention_heads * self.audio_attention_head_dim
+    }
+
+    /// Audio output channels (defaults to the audio input channels).
+    pub fn audio_out_channels(&self) -> usize {
+        self.audio_out_channels.unwrap_or(self.audio_in_channels)
+    }
+
+    /// Audio latent tokens per second of video: `sampling_rate / hop / scale_factor` (25 for
+    /// the release).
+    pub fn audio_tokens_per_second(&self) -> f64 {
+        self.audio_sampling_rate as f64
+            / self.audio_hop_length as f64
+            / self.audio_scale_factor as f64
+    }
+
+    /// Extent of the cross-attention RoPE time axis: the larger of the two streams' extents.
+    pub fn cross_attn_pos_embed_max_pos(&self) -> usize {
+        self.pos_embed_max_pos.max(self.audio_pos_embed_max_pos)
+    }
+
+    /// The factor between the a2v/v2a gate timestep and the modulation timestep.
+    pub fn cross_attn_gate_factor(&self) -> f64 {
+        self.cross_attn_timestep_scale_multiplier / self.timestep_scale_multiplier
+    }
+
+    /// Rejects audio-stream values the joint audio-video forward cannot honour (on top of
+    /// [`validate`](Self::validate), which it runs first), with the reason. Video-only models
+    /// never call it, so a video-only config may carry any audio keys.
+    pub fn validate_audio(&self) -> Result<()> {
+        self.validate()?;
+        let bad = |m: String| Err(InferenceError::Config(m));
+        let (heads, head_dim) = (
+            self.audio_num_attention_heads,
+            self.audio_attention_head_dim,
+        );
+        if heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return bad(format!(
+                "audio heads ({heads}) and head_dim ({head_dim}) must be positive, head_dim even \
+                 for split RoPE"
+            ));
+        }
+        if self.audio_in_channels == 0 || self.audio_out_channels() == 0 {
+            return bad("audio_in_channels and audio_out_channels must be positive".into());
+        }
+        if self.audio_cross_attention_dim != self.audio_inner_dim() {
+            return bad(format!(
+                "audio_cross_attention_dim ({}) must equal audio heads × head_dim ({}): the audio \
+                 caption projection feeds the audio cross-attention keys, and the a2v/v2a \
+                 attention RoPE spans that width",
+                self.audio_cross_attention_dim,
+                self.audio_inner_dim()
+            ));
+        }
+        // The cross-attention RoPE splits the audio width by the video head count on the video
+        // side (a quirk of the reference, harmless at the release's 32/32 heads).
+        let ca = self.audio_cross_attention_dim;
+        if !ca.is_multiple_of(2 * self.num_attention_heads) {
+            return bad(format!(
+                "audio_cross_attention_dim ({ca}) must split into an even width per video head \
+                 ({} heads) for the cross-attention RoPE",
+                self.num_attention_heads
+            ));
+        }
+        if self.audio_patch_size_t == 0
+            || self.audio_scale_factor == 0
+            || self.audio_pos_embed_max_pos == 0
+            || self.audio_sampling_rate == 0
+            || self.audio_hop_length == 0
+        {
+            return bad(
+                "audio patch size, scale factor, RoPE extent, sampling rate and hop length must \
+                 be positive"
+                    .into(),
+            );
+        }
+        if self.audio_gated_attn || self.audio_cross_attn_mod {
+            return bad(
+                "LTX-2.3 audio gated attention / cross-attention modulation is not implemented"
+                    .into(),
+            );
+        }
+        if !self.audio_ff_bias {
+            return bad("a bias-free audio feed-forward (LTX-2.5) is not implemented".into());
+        }
+        let factor = self.cross_attn_gate_factor();
+        if !(factor.is_finite() && self.timestep_scale_multiplier > 0.0 && factor >= 0.0) {
+            return bad(format!(
+                "timestep multipliers must be positive and finite, got {} and {}",
+                self.timestep_scale_multiplier, self.cross_attn_timestep_scale_multiplier
+            ));
+        }
+        Ok(())
     }
 
     /// Rejects values the video path cannot honour, with the reason.

@@ -11,14 +11,24 @@
 //! random-weight model it can run on any CPU. [`yuv`] turns decoded video into frames (RGB24,
 //! or I420 through our fused GPU kernel in the `cuda` module when the video is on a GPU), and
 //! [`timing`] times the pieces at the released size (`examples/gpu_check.rs`).
-//! Not yet here: the Gemma text encoder (text embeddings come from a precomputed file or a
-//! hashed pseudo-embedding of the prompt, see [`pipeline`]) and the audio stream.
-//! [`text`] holds the text side on its own (tokenizer, Gemma-3, connectors:
-//! [`Ltx2TextEncoder`]); the pipeline does not call it yet.
+//! The audio half: the transformer's audio stream and audio↔video cross-attention
+//! ([`Ltx2VideoTransformer::new_av`], [`Ltx2VideoTransformer::forward_av`]), the audio VAE
+//! decoder ([`AudioVaeDecoder`], latents → stereo mel) and the vocoder ([`Vocoder`], mel →
+//! 24 kHz stereo PCM, [`to_audio_track`]), each checked against diffusers too; the pipeline
+//! does not run them yet.
+//! [`text`] holds the text side (tokenizer, Gemma-3, connectors: [`Ltx2TextEncoder`]). The
+//! pipeline does not call it or the audio half yet (its text embeddings come from a
+//! precomputed file or a hashed pseudo-embedding of the prompt, see [`pipeline`]).
+//! The two-stage and continuation building blocks exist on their own too: the video VAE
+//! encoder ([`VideoVaeEncoder`], RGB frames → normalised latents), the stage-2 latent upsampler
+//! ([`LatentUpsampler`], normalised latents → ×2 height and width) and the latent statistics
+//! both use ([`LatentStatistics`]).
 
+pub mod audio_vae;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod latent_stats;
 pub mod pipeline;
 mod rng;
 pub mod rope;
@@ -29,18 +39,32 @@ pub mod text;
 pub mod timing;
 pub mod tiny;
 pub mod transformer;
+pub mod upsampler;
+pub mod upsampler_config;
 pub mod vae;
+pub mod vae_encoder;
+pub mod vae_encoder_config;
+pub mod vocoder;
 pub mod weights;
 pub mod yuv;
 
+pub use audio_vae::{AudioVaeConfig, AudioVaeDecoder};
 pub use candle_core::{DType, Device};
 pub use config::TransformerConfig;
+pub use latent_stats::LatentStatistics;
 pub use pipeline::Ltx2Pipeline;
 pub use scheduler::{DISTILLED_SIGMAS, FlowMatchEulerScheduler, SchedulerConfig};
 pub use text::{CaptionEmbeddings, Ltx2TextEncoder};
 pub use transformer::Ltx2VideoTransformer;
+pub use upsampler::{LatentUpsampler, LatentUpsamplerConfig, canonical_upsampler_name};
 pub use vae::{VaeConfig, VideoVaeDecoder};
-pub use weights::{Weights, canonical_transformer_name, canonical_vae_name};
+pub use vae_encoder::VideoVaeEncoder;
+pub use vae_encoder_config::{VaeEncoderConfig, canonical_vae_encoder_name};
+pub use vocoder::{Vocoder, VocoderConfig, to_audio_track};
+pub use weights::{
+    Component, Weights, canonical_audio_vae_name, canonical_transformer_name, canonical_vae_name,
+    canonical_vocoder_name,
+};
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

@@ -86,7 +86,7 @@ pub struct DenoiseJob<'a> {
 }
 
 /// safetensors files directly in `dir`, sorted (shards load in order).
-fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", dir.display())))?;
     let mut files = Vec::new();
@@ -108,7 +108,7 @@ fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn read_text(path: &Path) -> Result<String> {
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", path.display())))
 }

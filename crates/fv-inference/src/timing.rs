@@ -1,12 +1,15 @@
 //! Timing the model pieces at a chosen size with random weights: what `examples/gpu_check.rs`
 //! runs on a GPU host to time one transformer forward and one VAE decode at the released
-//! stage-1 shape (no real weights can be downloaded here; speed does not depend on values).
+//! stage-1 shape (no real weights can be downloaded here; speed does not depend on values),
+//! and [`run_audio`]: one audio decode (audio VAE decoder + vocoder) of a segment's latents.
 
+use crate::audio_vae::{AudioVaeConfig, AudioVaeDecoder};
 use crate::pipeline::LatentGrid;
 use crate::rope::VideoCoords;
 use crate::tiny::random_weights;
 use crate::transformer::Timesteps;
 use crate::vae::{VaeConfig, VideoVaeDecoder};
+use crate::vocoder::{Vocoder, VocoderConfig};
 use crate::{InferenceError, Ltx2VideoTransformer, Result, TransformerConfig, Weights};
 use candle_core::{DType, Device, Tensor};
 use std::time::Instant;
@@ -185,5 +188,100 @@ pub fn run(cfg: &TimingConfig, device: &Device) -> Result<TimingReport> {
         transformer_ms,
         vae_ms,
         video_dims,
+    })
+}
+
+/// What to time in [`run_audio`].
+#[derive(Debug, Clone)]
+pub struct AudioTimingConfig {
+    pub audio_vae: AudioVaeConfig,
+    pub vocoder: VocoderConfig,
+    /// Audio latent frames decoded at once (126 for 121 video frames at 24 fps).
+    pub latent_frames: usize,
+    /// Timed runs of each piece, after one untimed warm-up run.
+    pub repeat: usize,
+    pub dtype: DType,
+    pub seed: u64,
+}
+
+impl AudioTimingConfig {
+    /// The released audio VAE and vocoder on one streaming segment (121 frames at 24 fps →
+    /// 126 latent frames → 501 mel frames → 120 240 samples per channel, 5.01 s), bf16.
+    pub fn ltx2_segment() -> Self {
+        Self {
+            audio_vae: AudioVaeConfig::ltx2(),
+            vocoder: VocoderConfig::ltx2(),
+            latent_frames: 126,
+            repeat: 3,
+            dtype: DType::BF16,
+            seed: 2024,
+        }
+    }
+}
+
+/// What one [`run_audio`] measured (milliseconds of wall time, device synchronised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioTimingReport {
+    pub audio_vae_params: usize,
+    pub vocoder_params: usize,
+    /// Creating the random weights on the device.
+    pub weights_ms: f64,
+    /// One entry per timed audio VAE decode (tokens → mel).
+    pub audio_vae_ms: Vec<f64>,
+    /// One entry per timed vocoder run (mel → waveform).
+    pub vocoder_ms: Vec<f64>,
+    /// `[1, 2, mel frames, mel bins]`.
+    pub mel_dims: Vec<usize>,
+    /// `[1, 2, samples]`.
+    pub waveform_dims: Vec<usize>,
+}
+
+/// Builds the audio VAE decoder and the vocoder with random weights on `device` and times one
+/// decode of `latent_frames` normalised audio tokens (batch 1) through both.
+pub fn run_audio(cfg: &AudioTimingConfig, device: &Device) -> Result<AudioTimingReport> {
+    if cfg.repeat == 0 || cfg.latent_frames == 0 {
+        return Err(InferenceError::Input(
+            "repeat and latent_frames must be at least 1".into(),
+        ));
+    }
+    let anames = AudioVaeDecoder::expected_weights(&cfg.audio_vae)?;
+    let vnames = Vocoder::expected_weights(&cfg.vocoder)?;
+    let start = Instant::now();
+    let aw =
+        Weights::from_audio_vae_tensors(random_weights(&anames, cfg.dtype, device, cfg.seed)?)?;
+    let audio_vae = AudioVaeDecoder::new(&cfg.audio_vae, &aw)?;
+    let vw = Weights::from_vocoder_tensors(random_weights(&vnames, cfg.dtype, device, cfg.seed)?)?;
+    let vocoder = Vocoder::new(&cfg.vocoder, &vw)?;
+    device.synchronize()?;
+    let weights_ms = start.elapsed().as_secs_f64() * 1e3;
+
+    let tokens = Tensor::randn(
+        0f32,
+        1.0,
+        (1, cfg.latent_frames, cfg.audio_vae.token_channels()),
+        device,
+    )?;
+    let decode = || audio_vae.decode_tokens(&tokens);
+    let mut mel = timed(device, decode)?.1;
+    let mut audio_vae_ms = Vec::with_capacity(cfg.repeat);
+    for _ in 0..cfg.repeat {
+        let (ms, m) = timed(device, decode)?;
+        audio_vae_ms.push(ms);
+        mel = m;
+    }
+    let vocode = || vocoder.forward(&mel);
+    let waveform = timed(device, vocode)?.1;
+    let mut vocoder_ms = Vec::with_capacity(cfg.repeat);
+    for _ in 0..cfg.repeat {
+        vocoder_ms.push(timed(device, vocode)?.0);
+    }
+    Ok(AudioTimingReport {
+        audio_vae_params: param_count(&anames),
+        vocoder_params: param_count(&vnames),
+        weights_ms,
+        audio_vae_ms,
+        vocoder_ms,
+        mel_dims: mel.dims().to_vec(),
+        waveform_dims: waveform.dims().to_vec(),
     })
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 /// The RMS norm epsilon of diffusers' `PerChannelRMSNorm` (fixed, not configurable there).
 const PER_CHANNEL_RMS_EPS: f64 = 1e-8;
 /// Kernel size of every decoder convolution.
-const KERNEL: usize = 3;
+pub(crate) const KERNEL: usize = 3;
 
 /// How a convolution pads H and W.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -274,7 +274,7 @@ struct DecoderPlan {
 
 /// `x / sqrt(mean_c(x²) + 1e-8)` over the channel axis of `[B, C, T, H, W]`, in f32 whatever
 /// the model dtype (1e-8 underflows bf16's resolution near 1).
-fn per_channel_rms_norm(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn per_channel_rms_norm(x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     let x = x.to_dtype(DType::F32)?;
     let rms = (x.sqr()?.mean_keepdim(1)? + PER_CHANNEL_RMS_EPS)?.sqrt()?;
@@ -308,10 +308,21 @@ pub const MAX_IM2COL_ELEMS: usize = 1 << 30;
 /// `frames [N, C, H, W]` convolved with `tap [O, C, kh, kw]` (stride 1, `pad` zeros), in
 /// chunks of frames whose im2col buffer stays within `max_elems`.
 fn conv2d_chunked(frames: &Tensor, tap: &Tensor, pad: usize, max_elems: usize) -> Result<Tensor> {
+    conv2d_strided_chunked(frames, tap, pad, 1, max_elems)
+}
+
+/// [`conv2d_chunked`] with a stride (the latent upsampler's blur).
+pub(crate) fn conv2d_strided_chunked(
+    frames: &Tensor,
+    tap: &Tensor,
+    pad: usize,
+    stride: usize,
+    max_elems: usize,
+) -> Result<Tensor> {
     let (n, c, h, w) = frames.dims4()?;
     let (_, _, kh, kw) = tap.dims4()?;
-    let per_frame =
-        (h + 2 * pad + 1).saturating_sub(kh) * (w + 2 * pad + 1).saturating_sub(kw) * c * kh * kw;
+    let out = |side: usize, k: usize| (side + 2 * pad).saturating_sub(k) / stride.max(1) + 1;
+    let per_frame = out(h, kh) * out(w, kw) * c * kh * kw;
     if per_frame > max_elems {
         return Err(InferenceError::Input(format!(
             "one {h}x{w} frame of {c} channels needs {per_frame} im2col elements, more than \
@@ -320,14 +331,14 @@ fn conv2d_chunked(frames: &Tensor, tap: &Tensor, pad: usize, max_elems: usize) -
     }
     let chunk = (max_elems / per_frame.max(1)).max(1);
     if n <= chunk {
-        return Ok(frames.conv2d(tap, pad, 1, 1, 1)?);
+        return Ok(frames.conv2d(tap, pad, stride, 1, 1)?);
     }
     let parts = (0..n)
         .step_by(chunk)
         .map(|start| {
             Ok(frames
                 .narrow(0, start, chunk.min(n - start))?
-                .conv2d(tap, pad, 1, 1, 1)?)
+                .conv2d(tap, pad, stride, 1, 1)?)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&parts, 0)?)
@@ -337,7 +348,7 @@ fn conv2d_chunked(frames: &Tensor, tap: &Tensor, pad: usize, max_elems: usize) -
 /// not causal, the last) frame, H/W padded by the configured mode. Built from one 2-D
 /// convolution per temporal kernel tap, since candle has no 3-D convolution.
 #[derive(Debug, Clone)]
-struct Conv3d {
+pub(crate) struct Conv3d {
     /// Per temporal tap: `[out, in, kh, kw]`.
     taps: Vec<Tensor>,
     bias: Tensor,
@@ -346,7 +357,7 @@ struct Conv3d {
 }
 
 impl Conv3d {
-    fn load(
+    pub(crate) fn load(
         w: &Weights,
         prefix: &str,
         cin: usize,
@@ -369,14 +380,27 @@ impl Conv3d {
     }
 
     /// `[B, C, T, H, W] → [B, out, T, H, W]`.
-    fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         self.forward_with(x, causal, MAX_IM2COL_ELEMS)
+    }
+
+    /// `[B, C, T, H, W] → [B, out, T, H, W]` with zero frames as the temporal padding (a
+    /// plain `nn.Conv3d(padding=1)`, as the latent upsampler uses).
+    pub(crate) fn forward_zero_time_pad(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, t, h, w) = x.dims5()?;
+        if t == 0 {
+            return Err(InferenceError::Input("no latent frames to convolve".into()));
+        }
+        let pad = (self.taps.len() - 1) / 2;
+        let zeros = Tensor::zeros((b, c, pad, h, w), x.dtype(), x.device())?;
+        let x = Tensor::cat(&[&zeros, x, &zeros], 2)?;
+        self.convolve_padded(&x, t, MAX_IM2COL_ELEMS)
     }
 
     /// [`forward`](Self::forward) with the im2col chunk limit as a parameter (tests use a
     /// small one to check that chunking changes nothing).
     fn forward_with(&self, x: &Tensor, causal: bool, max_im2col: usize) -> Result<Tensor> {
-        let (b, c, t, h, wd) = x.dims5()?;
+        let t = x.dim(2)?;
         if t == 0 {
             return Err(InferenceError::Input("no latent frames to convolve".into()));
         }
@@ -391,8 +415,12 @@ impl Conv3d {
         let mut parts = vec![first.clone(); left];
         parts.push(x.clone());
         parts.extend(std::iter::repeat_n(last, right));
-        let x = Tensor::cat(&parts, 2)?;
-        let tp = t + left + right;
+        self.convolve_padded(&Tensor::cat(&parts, 2)?, t, max_im2col)
+    }
+
+    /// Convolves `x [B, C, Tp, H, W]`, already padded in time, into `t` output frames.
+    fn convolve_padded(&self, x: &Tensor, t: usize, max_im2col: usize) -> Result<Tensor> {
+        let (b, c, tp, h, wd) = x.dims5()?;
         // [B, C, Tp, H, W] → [B·Tp, C, H, W]
         let frames = x.permute((0, 2, 1, 3, 4))?.reshape((b * tp, c, h, wd))?;
         let pad = KERNEL / 2;
@@ -409,6 +437,8 @@ impl Conv3d {
         } else {
             frames
         };
+        let (_, _, hp, wp) = frames.dims4()?;
+        let frames = frames.reshape((b, tp, c, hp, wp))?;
         let mut acc: Option<Tensor> = None;
         for (k, tap) in self.taps.iter().enumerate() {
             let tap = if upcast {
@@ -416,10 +446,15 @@ impl Conv3d {
             } else {
                 tap.clone()
             };
-            let y = conv2d_chunked(&frames, &tap, conv_pad, max_im2col)?
+            // Only the `t` frames this tap reads: convolving all `Tp` and dropping the rest
+            // would cost `Tp / t` times as much (twice at 2 latent frames).
+            let input = frames
+                .narrow(1, k, t)?
+                .contiguous()?
+                .reshape((b * t, c, hp, wp))?;
+            let y = conv2d_chunked(&input, &tap, conv_pad, max_im2col)?
                 .to_dtype(dtype)?
-                .reshape((b, tp, self.out_channels, h, wd))?
-                .narrow(1, k, t)?;
+                .reshape((b, t, self.out_channels, h, wd))?;
             acc = Some(match acc {
                 None => y,
                 Some(a) => (a + y)?,
@@ -433,7 +468,7 @@ impl Conv3d {
 
 /// Residual block: (RMS norm → [timestep shift/scale] → SiLU → conv) × 2, plus the input.
 #[derive(Debug, Clone)]
-struct ResBlock {
+pub(crate) struct ResBlock {
     conv1: Conv3d,
     conv2: Conv3d,
     /// `[4, C]` (shift 1, scale 1, shift 2, scale 2) added to the block's timestep embedding;
@@ -442,7 +477,7 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn load(
+    pub(crate) fn load(
         w: &Weights,
         prefix: &str,
         ch: usize,
@@ -459,7 +494,12 @@ impl ResBlock {
     }
 
     /// `temb`: the enclosing block's timestep embedding `[B, 4·C]` (conditioned decoders).
-    fn forward(&self, x: &Tensor, causal: bool, temb: Option<&Tensor>) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        causal: bool,
+        temb: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let ada = match (&self.scale_shift_table, temb) {
             (Some(table), Some(temb)) => Some(modulation(temb, table)?),
             (None, _) => None,
@@ -775,6 +815,16 @@ impl VideoVaeDecoder {
     /// The config the decoder was built with.
     pub fn config(&self) -> &VaeConfig {
         &self.cfg
+    }
+
+    /// The latent statistics the decoder de-normalises with (for the latent upsampler, which
+    /// needs the same ones).
+    pub fn statistics(&self) -> Result<crate::LatentStatistics> {
+        crate::LatentStatistics::new(
+            &self.latents_mean,
+            &self.latents_std,
+            self.cfg.scaling_factor,
+        )
     }
 
     /// Decodes normalised latents `[B, C, F, H, W]` (as the transformer works with them):

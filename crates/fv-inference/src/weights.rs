@@ -144,6 +144,79 @@ pub fn canonical_vae_name(name: &str) -> Option<String> {
     Some(format!("decoder.{head}.{tail}"))
 }
 
+/// Maps an audio-VAE tensor name to the diffusers spelling (`decoder.…`, `latents_mean`,
+/// `latents_std`). Accepts diffusers names as they are (the `audio_vae/` folder) and the
+/// Lightricks single file's `audio_vae.`-prefixed names, whose latent statistics are
+/// `per_channel_statistics.{mean,std}-of-means` (diffusers' `convert_ltx2_audio_vae_to_diffusers`).
+/// Returns `None` for what a decoder load skips: encoder tensors and other components'.
+pub fn canonical_audio_vae_name(name: &str) -> Option<String> {
+    let (n, original) = match name.strip_prefix("audio_vae.") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    if original {
+        match n {
+            "per_channel_statistics.mean-of-means" => return Some("latents_mean".into()),
+            "per_channel_statistics.std-of-means" => return Some("latents_std".into()),
+            _ => {}
+        }
+    }
+    if n == "latents_mean" || n == "latents_std" || n.starts_with("decoder.") {
+        return Some(n.to_string());
+    }
+    None
+}
+
+/// Original vocoder module names → diffusers' (the conversion script's
+/// `LTX_2_0_VOCODER_RENAME_DICT`), applied to the first path segment.
+const VOCODER_RENAMES: [(&str, &str); 4] = [
+    ("ups", "upsamplers"),
+    ("resblocks", "resnets"),
+    ("conv_pre", "conv_in"),
+    ("conv_post", "conv_out"),
+];
+
+/// Maps a vocoder tensor name to the diffusers spelling (`conv_in`, `upsamplers.i`,
+/// `resnets.j.convs{1,2}.d`, `conv_out`). Accepts diffusers names (the `vocoder/` folder) and
+/// the original names (`ups`, `resblocks`, `conv_pre`, `conv_post`), bare or under the
+/// Lightricks single file's `vocoder.` prefix. Returns `None` for other tensors.
+pub fn canonical_vocoder_name(name: &str) -> Option<String> {
+    let n = name.strip_prefix("vocoder.").unwrap_or(name);
+    let (head, rest) = n.split_once('.')?;
+    let head = VOCODER_RENAMES
+        .iter()
+        .find(|(old, _)| *old == head)
+        .map_or(head, |(_, new)| *new);
+    matches!(head, "conv_in" | "conv_out" | "upsamplers" | "resnets")
+        .then(|| format!("{head}.{rest}"))
+}
+
+/// A model component whose tensors a checkpoint holds, with its rename map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Component {
+    /// The audio-video transformer ([`canonical_transformer_name`]).
+    Transformer,
+    /// The video VAE decoder ([`canonical_vae_name`]).
+    VideoVae,
+    /// The audio VAE decoder ([`canonical_audio_vae_name`]).
+    AudioVae,
+    /// The vocoder ([`canonical_vocoder_name`]).
+    Vocoder,
+}
+
+impl Component {
+    /// This component's rename map.
+    pub fn rename(self) -> fn(&str) -> Option<String> {
+        match self {
+            Self::Transformer => canonical_transformer_name,
+            Self::VideoVae => canonical_vae_name,
+            Self::AudioVae => canonical_audio_vae_name,
+            Self::Vocoder => canonical_vocoder_name,
+        }
+    }
+}
+
 /// Tensors keyed by canonical name, converted to one dtype on one device.
 #[derive(Debug, Default)]
 pub struct Weights {
@@ -173,6 +246,44 @@ impl Weights {
     /// Builds a video-VAE store from in-memory tensors (see [`canonical_vae_name`]).
     pub fn from_vae_tensors(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
         Self::from_renamed(tensors, canonical_vae_name)
+    }
+
+    /// Loads the audio VAE decoder's tensors (and latent statistics), renaming through
+    /// [`canonical_audio_vae_name`]; everything else in the files is skipped.
+    pub fn load_audio_vae(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_renamed(paths, dtype, device, canonical_audio_vae_name)
+    }
+
+    /// Builds an audio-VAE store from in-memory tensors (see [`canonical_audio_vae_name`]).
+    pub fn from_audio_vae_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+    ) -> Result<Self> {
+        Self::from_renamed(tensors, canonical_audio_vae_name)
+    }
+
+    /// Loads the vocoder's tensors, renaming through [`canonical_vocoder_name`].
+    pub fn load_vocoder(paths: &[&Path], dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_renamed(paths, dtype, device, canonical_vocoder_name)
+    }
+
+    /// Builds a vocoder store from in-memory tensors (see [`canonical_vocoder_name`]).
+    pub fn from_vocoder_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+    ) -> Result<Self> {
+        Self::from_renamed(tensors, canonical_vocoder_name)
+    }
+
+    /// One store per entry of `components`, from the same files, each file read once (the
+    /// Lightricks single checkpoint holds all four components).
+    pub fn load_many(
+        paths: &[&Path],
+        dtype: DType,
+        device: &Device,
+        components: &[Component],
+    ) -> Result<Vec<Self>> {
+        let renames: Vec<fn(&str) -> Option<String>> =
+            components.iter().map(|c| c.rename()).collect();
+        Self::load_components(paths, dtype, device, &renames)
     }
 
     /// Loads the transformer's and the VAE decoder's tensors from the same files (the
@@ -229,8 +340,10 @@ impl Weights {
     /// file is read once into host memory; only kept tensors go to `device`, one at a time,
     /// converted to `dtype` as they arrive (so a 19B checkpoint never sits on the GPU whole,
     /// nor in its file dtype). Names are taken in sorted order per file, so a duplicate is
-    /// reported the same way on every run.
-    fn load_components(
+    /// reported the same way on every run. (E.g. the transformer, the VAE decoder and the
+    /// VAE encoder from one Lightricks file: `[canonical_transformer_name,
+    /// canonical_vae_name, canonical_vae_encoder_name]`.)
+    pub fn load_components(
         paths: &[&Path],
         dtype: DType,
         device: &Device,

@@ -3,12 +3,15 @@
 //! `tests/fixtures/manifest_ltx2_transformer.json` is every tensor of diffusers 0.42.1's
 //! `LTX2VideoTransformer3DModel` at the published config, built on torch's meta device by
 //! `scripts/make_manifest.py`, as [diffusers name, Lightricks single-file name, shape, video];
-//! `manifest_ltx2_vae_decoder.json` is the same for the video VAE decoder.
+//! `manifest_ltx2_vae_decoder.json`, `manifest_ltx2_audio_vae_decoder.json` and
+//! `manifest_ltx2_vocoder.json` are the same ([diffusers name, Lightricks name, shape]) for the
+//! video VAE decoder, the audio VAE decoder and the vocoder.
 #![allow(clippy::unwrap_used)]
 
 use fv_inference::{
-    Ltx2VideoTransformer, TransformerConfig, VaeConfig, VideoVaeDecoder,
-    canonical_transformer_name, canonical_vae_name,
+    AudioVaeConfig, AudioVaeDecoder, Ltx2VideoTransformer, TransformerConfig, VaeConfig,
+    VideoVaeDecoder, Vocoder, VocoderConfig, canonical_audio_vae_name, canonical_transformer_name,
+    canonical_vae_name, canonical_vocoder_name,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -22,6 +25,7 @@ struct Entry {
 
 struct Manifest {
     config: serde_json::Value,
+    num_parameters: u64,
     num_video_parameters: u64,
     entries: Vec<Entry>,
 }
@@ -49,6 +53,7 @@ fn manifest() -> Manifest {
         .collect();
     Manifest {
         config: json["config"].clone(),
+        num_parameters: json["num_parameters"].as_u64().unwrap(),
         num_video_parameters: json["num_video_parameters"].as_u64().unwrap(),
         entries,
     }
@@ -95,6 +100,49 @@ fn real_size_model_expects_exactly_the_reference_video_stream_tensors() {
     assert_eq!(count, m.num_video_parameters);
     // 48 blocks × 25 tensors (2 attentions × 10, feed-forward 4, scale table) + 15 top-level.
     assert_eq!(got.len(), 48 * 25 + 15);
+}
+
+#[test]
+fn real_size_av_model_expects_exactly_all_reference_tensors() {
+    let m = manifest();
+    let want: BTreeMap<String, Vec<usize>> = m
+        .entries
+        .iter()
+        .map(|e| (e.diffusers.clone(), e.shape.clone()))
+        .collect();
+    let cfg = TransformerConfig::ltx2_19b();
+    cfg.validate_audio().unwrap();
+    let expected = Ltx2VideoTransformer::expected_av_weights(&cfg);
+    let got: BTreeMap<String, Vec<usize>> = expected.iter().cloned().collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "expected_av_weights lists a name twice"
+    );
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "not loaded by the port: {missing:?}");
+    assert!(extra.is_empty(), "not in the reference model: {extra:?}");
+    assert_eq!(got, want);
+    let count = |m: &BTreeMap<String, Vec<usize>>| -> u64 {
+        m.values().map(|s| s.iter().product::<usize>() as u64).sum()
+    };
+    assert_eq!(count(&got), m.num_parameters);
+    // the audio stream and cross-attention: 48 blocks × 47 tensors (4 attentions × 10,
+    // feed-forward 4, 3 tables) + 39 top-level
+    assert_eq!(got.len(), 3510);
+    assert_eq!(got.len() - (48 * 25 + 15), 48 * 47 + 39);
+    let audio: BTreeMap<String, Vec<usize>> = got
+        .into_iter()
+        .filter(|(k, _)| !m.entries.iter().any(|e| e.video && &e.diffusers == k))
+        .collect();
+    println!(
+        "real-size AV transformer: {} tensors, {} parameters ({} in the audio stream and \
+         cross-attention)",
+        expected.len(),
+        m.num_parameters,
+        count(&audio)
+    );
 }
 
 #[test]
@@ -170,4 +218,143 @@ fn real_size_vae_decoder_expects_exactly_the_reference_tensors() {
         .map(|s| s.iter().product::<usize>() as u64)
         .sum();
     assert_eq!(count, json["num_parameters"].as_u64().unwrap());
+}
+
+/// A component manifest: (config, [diffusers name → shape], number of parameters), with every
+/// row's two spellings checked against `rename`.
+fn component_manifest(
+    file: &str,
+    rename: fn(&str) -> Option<String>,
+) -> (serde_json::Value, BTreeMap<String, Vec<usize>>, u64) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut want = BTreeMap::new();
+    for row in json["parameters"].as_array().unwrap() {
+        let (diffusers, lightricks) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+        let shape: Vec<usize> = row[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        for spelling in [diffusers, lightricks] {
+            assert_eq!(
+                rename(spelling).as_deref(),
+                Some(diffusers),
+                "spelling {spelling}"
+            );
+        }
+        assert!(
+            want.insert(diffusers.to_string(), shape).is_none(),
+            "{diffusers} listed twice"
+        );
+    }
+    (
+        json["config"].clone(),
+        want,
+        json["num_parameters"].as_u64().unwrap(),
+    )
+}
+
+fn parameter_count(names: &[(String, Vec<usize>)]) -> u64 {
+    names
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum()
+}
+
+/// `manifest_ltx2_audio_vae_decoder.json`: the real-size audio VAE decoder and its latent
+/// statistics (`base_channels` = 128 long).
+#[test]
+fn real_size_audio_vae_decoder_expects_exactly_the_reference_tensors() {
+    let (config, want, num) = component_manifest(
+        "manifest_ltx2_audio_vae_decoder.json",
+        canonical_audio_vae_name,
+    );
+    let cfg = AudioVaeConfig::from_json(&config.to_string()).expect("config parses");
+    assert_eq!(cfg, AudioVaeConfig::ltx2());
+    let expected = AudioVaeDecoder::expected_weights(&cfg).unwrap();
+    let got: BTreeMap<String, Vec<usize>> = expected.iter().cloned().collect();
+    assert_eq!(got.len(), expected.len(), "a name listed twice");
+    assert_eq!(got, want);
+    assert_eq!(parameter_count(&expected), num);
+    println!(
+        "real-size audio VAE decoder: {} tensors, {num} parameters",
+        got.len()
+    );
+    // the encoder's tensors are skipped by the decoder's rename map
+    assert_eq!(
+        canonical_audio_vae_name("audio_vae.encoder.conv_in.conv.weight"),
+        None
+    );
+}
+
+/// `manifest_ltx2_vocoder.json`: the real-size vocoder.
+#[test]
+fn real_size_vocoder_expects_exactly_the_reference_tensors() {
+    let (config, want, num) =
+        component_manifest("manifest_ltx2_vocoder.json", canonical_vocoder_name);
+    let cfg = VocoderConfig::from_json(&config.to_string()).expect("config parses");
+    assert_eq!(cfg, VocoderConfig::ltx2());
+    let expected = Vocoder::expected_weights(&cfg).unwrap();
+    let got: BTreeMap<String, Vec<usize>> = expected.iter().cloned().collect();
+    assert_eq!(got.len(), expected.len(), "a name listed twice");
+    assert_eq!(got, want);
+    assert_eq!(parameter_count(&expected), num);
+    println!("real-size vocoder: {} tensors, {num} parameters", got.len());
+    // a stand-alone vocoder file carries the original names without the prefix
+    for lightricks in lightricks_names("manifest_ltx2_vocoder.json") {
+        let bare = lightricks.strip_prefix("vocoder.").unwrap();
+        assert!(
+            want.contains_key(&canonical_vocoder_name(bare).unwrap()),
+            "{bare}"
+        );
+    }
+}
+
+/// The Lightricks names (second column) of a component manifest.
+fn lightricks_names(file: &str) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    json["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// In the Lightricks single file, every tensor of the four components is claimed by exactly
+/// one rename map.
+#[test]
+fn each_single_file_tensor_belongs_to_one_component() {
+    let mut single: Vec<String> = manifest()
+        .entries
+        .into_iter()
+        .map(|e| e.lightricks)
+        .collect();
+    for file in [
+        "manifest_ltx2_vae_decoder.json",
+        "manifest_ltx2_audio_vae_decoder.json",
+        "manifest_ltx2_vocoder.json",
+    ] {
+        single.extend(lightricks_names(file));
+    }
+    assert_eq!(single.len(), 3510 + 92 + 58 + 194);
+    let maps: [fn(&str) -> Option<String>; 4] = [
+        canonical_transformer_name,
+        canonical_vae_name,
+        canonical_audio_vae_name,
+        canonical_vocoder_name,
+    ];
+    for name in &single {
+        let claimed = maps.iter().filter(|f| f(name).is_some()).count();
+        assert_eq!(claimed, 1, "{name} is claimed by {claimed} components");
+    }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Device};
-use fv_inference::timing::{TimingConfig, TimingReport, run};
+use fv_inference::timing::{AudioTimingConfig, TimingConfig, TimingReport, run, run_audio};
 use fv_inference::{TransformerConfig, VaeConfig, tiny};
 
 fn tiny_config() -> TimingConfig {
@@ -35,7 +35,10 @@ fn times_each_piece_the_asked_number_of_times() {
     let measured = |ms: &f64| ms.is_finite() && *ms > 0.0;
     assert!(report.transformer_ms.iter().all(measured), "{report:?}");
     assert!(report.vae_ms.iter().all(measured), "{report:?}");
-    assert!(measured(&report.weights_ms) && measured(&report.rope_ms), "{report:?}");
+    assert!(
+        measured(&report.weights_ms) && measured(&report.rope_ms),
+        "{report:?}"
+    );
 
     let mut no_vae = tiny_config();
     no_vae.vae_decode = false;
@@ -74,4 +77,40 @@ fn released_stage1_shape_is_16_by_17_by_30_latents() {
     assert_eq!(c.grid().unwrap(), (16, 17, 30));
     assert_eq!(TimingReport::median(&[3.0, 1.0, 2.0]), 2.0);
     assert_eq!(TimingReport::median(&[]), 0.0);
+}
+
+#[test]
+fn times_the_audio_decode_at_a_tiny_size() {
+    let mut cfg = AudioTimingConfig::ltx2_segment();
+    // the tiny parity configs' shape family: base 8, 2 latent channels × 4 mel, 32-wide vocoder
+    cfg.audio_vae = fv_inference::AudioVaeConfig {
+        base_channels: 8,
+        latent_channels: 2,
+        mel_bins: Some(16),
+        ..cfg.audio_vae
+    };
+    cfg.vocoder = fv_inference::VocoderConfig {
+        in_channels: 32,
+        hidden_channels: 32,
+        upsample_kernel_sizes: vec![4, 4],
+        upsample_factors: vec![2, 2],
+        resnet_kernel_sizes: vec![3, 7],
+        resnet_dilations: vec![vec![1, 3, 5]; 2],
+        ..cfg.vocoder
+    };
+    cfg.latent_frames = 7;
+    cfg.repeat = 2;
+    cfg.dtype = DType::F32;
+    let report = run_audio(&cfg, &Device::Cpu).unwrap();
+    assert_eq!(report.mel_dims, vec![1, 2, 25, 16]);
+    assert_eq!(report.waveform_dims, vec![1, 2, 100]);
+    assert_eq!((report.audio_vae_ms.len(), report.vocoder_ms.len()), (2, 2));
+    assert!(report.audio_vae_params > 0 && report.vocoder_params > 0);
+    cfg.latent_frames = 0;
+    assert!(run_audio(&cfg, &Device::Cpu).is_err());
+    let released = AudioTimingConfig::ltx2_segment();
+    assert_eq!(
+        released.audio_vae.mel_frames_for(released.latent_frames),
+        501
+    );
 }

@@ -669,7 +669,11 @@ impl State {
             slot.alive = false;
             slot.running = false;
             slot.cancel = None;
-            slot.phase = if closed { Phase::Stopped } else { Phase::Failed };
+            slot.phase = if closed {
+                Phase::Stopped
+            } else {
+                Phase::Failed
+            };
         }
         self.free.retain(|&w| w != worker);
         // A dead worker runs nothing: whoever waits for it to be idle learns at once.

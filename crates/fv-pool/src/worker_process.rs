@@ -30,8 +30,7 @@
 use crate::ipc::{self, Finished, FromWorker, IpcError, ToWorker};
 use crate::worker::{DiscardSink, guarded_generate};
 use fv_core::{
-    CancelToken, Frame, GenerationRequest, GenerationResult, GenerationSink, Generator,
-    PixelFormat,
+    CancelToken, Frame, GenerationRequest, GenerationResult, GenerationSink, Generator, PixelFormat,
 };
 use std::io::{BufWriter, Write};
 use std::os::unix::net::UnixStream;
@@ -238,10 +237,16 @@ fn execute(
     if let Some(e) = sink.failed.take() {
         return Err(e.into());
     }
-    let result = result.map(|GenerationResult { frames, state, audio }| {
-        sink.frames(frames);
-        Finished { state, audio }
-    });
+    let result = result.map(
+        |GenerationResult {
+             frames,
+             state,
+             audio,
+         }| {
+            sink.frames(frames);
+            Finished { state, audio }
+        },
+    );
     if let Some(e) = sink.failed.take() {
         return Err(e.into());
     }

@@ -132,7 +132,10 @@ async fn runs_stream_steps_frames_and_state_across_the_process_boundary() {
         }
         other => panic!("expected Done(Ok), got {other:?}"),
     }
-    assert_eq!(pool.status().workers[lease.worker_id() as usize].segments_run, 1);
+    assert_eq!(
+        pool.status().workers[lease.worker_id() as usize].segments_run,
+        1
+    );
     drop(lease);
     within("shutdown", pool.shutdown()).await;
 }
@@ -177,19 +180,30 @@ async fn kill_9_mid_run_fails_that_run_only_then_the_worker_restarts_and_serves(
         other => panic!("expected Done(Err(Failed)), got {other:?}"),
     }
     // The other session's run is untouched.
-    assert!(matches!(drain(&mut b_run).await.last(), Some(RunEvent::Done(Ok(_)))));
+    assert!(matches!(
+        drain(&mut b_run).await.last(),
+        Some(RunEvent::Done(Ok(_)))
+    ));
 
     // The same lease runs again once the worker is back: a new process, one restart.
-    let mut again = within("worker restart", a.run_when_idle(sized("after", 2, 1), GUARD))
-        .await
-        .unwrap();
+    let mut again = within(
+        "worker restart",
+        a.run_when_idle(sized("after", 2, 1), GUARD),
+    )
+    .await
+    .unwrap();
     let respawn = killed.elapsed();
-    assert!(matches!(drain(&mut again).await.last(), Some(RunEvent::Done(Ok(_)))));
+    assert!(matches!(
+        drain(&mut again).await.last(),
+        Some(RunEvent::Done(Ok(_)))
+    ));
     let w = &pool.status().workers[a.worker_id() as usize];
     assert_eq!((w.phase, w.restarts), (WorkerPhase::Ready, 1));
     assert_ne!(w.pid, Some(victim));
     assert!(
-        w.last_error.as_deref().is_some_and(|e| e.contains("killed by signal 9")),
+        w.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("killed by signal 9")),
         "{w:?}"
     );
     assert!(!exists(victim), "the killed process was reaped");
@@ -198,7 +212,10 @@ async fn kill_9_mid_run_fails_that_run_only_then_the_worker_restarts_and_serves(
     drop((a, b));
     let pids: Vec<u32> = pool.status().workers.iter().filter_map(|w| w.pid).collect();
     within("shutdown", pool.shutdown()).await;
-    assert!(pids.iter().all(|&p| !exists(p)), "no worker left after shutdown");
+    assert!(
+        pids.iter().all(|&p| !exists(p)),
+        "no worker left after shutdown"
+    );
     assert!(
         pool.status()
             .workers
@@ -221,7 +238,9 @@ async fn a_worker_that_dies_between_runs_is_restarted_and_capacity_comes_back() 
     let (tx, _rx) = updates();
     let mut lease = pool.acquire("s", tx).await.unwrap();
     assert!(matches!(
-        drain(&mut lease.run(sized("x", 1, 1)).unwrap()).await.last(),
+        drain(&mut lease.run(sized("x", 1, 1)).unwrap())
+            .await
+            .last(),
         Some(RunEvent::Done(Ok(_)))
     ));
     drop(lease);
@@ -239,13 +258,19 @@ async fn workers_that_fail_boot_or_warm_up_are_excluded_and_reported() {
         sub_config(3, json!({"fail_boot": [1], "fail_warmup": [2]})),
     )
     .unwrap();
-    assert!(within("warm-up", pool.ready()).await, "one worker is enough");
+    assert!(
+        within("warm-up", pool.ready()).await,
+        "one worker is enough"
+    );
     let status = pool.status();
     assert!(status.warmup_enabled);
     assert_eq!(status.available_workers, 1);
     let w = &status.workers;
     assert!(w[0].ready && w[0].warmup_ok == Some(true) && w[0].alive);
-    for (i, needle) in [(1, "told to fail its boot"), (2, "told to fail its warm-up")] {
+    for (i, needle) in [
+        (1, "told to fail its boot"),
+        (2, "told to fail its warm-up"),
+    ] {
         assert!(!w[i].ready && !w[i].alive, "{:?}", w[i]);
         assert_eq!(w[i].phase, WorkerPhase::Failed);
         assert_eq!(w[i].warmup_ok, Some(false));
@@ -302,7 +327,10 @@ async fn cancel_reaches_the_worker_within_one_step() {
     run.cancel();
     let at_cancel = taken();
     let rest = drain(&mut run).await;
-    assert!(matches!(rest.last(), Some(RunEvent::Done(Err(GenerateError::Cancelled)))));
+    assert!(matches!(
+        rest.last(),
+        Some(RunEvent::Done(Err(GenerateError::Cancelled)))
+    ));
     let after = taken();
     assert!(
         after <= at_cancel + 1,
@@ -317,7 +345,9 @@ async fn cancel_reaches_the_worker_within_one_step() {
     within("idle after drop", lease.idle()).await;
     assert!(taken() <= at_drop + 1);
     assert!(matches!(
-        drain(&mut lease.run(sized("short", 1, 1)).unwrap()).await.last(),
+        drain(&mut lease.run(sized("short", 1, 1)).unwrap())
+            .await
+            .last(),
         Some(RunEvent::Done(Ok(_)))
     ));
     drop(lease);
@@ -343,7 +373,10 @@ async fn a_worker_that_crashes_every_run_is_given_up_after_max_restarts() {
     }
     within("give up", lease.idle()).await;
     let w = &pool.status().workers[0];
-    assert_eq!((w.phase, w.restarts, w.alive), (WorkerPhase::Failed, 2, false));
+    assert_eq!(
+        (w.phase, w.restarts, w.alive),
+        (WorkerPhase::Failed, 2, false)
+    );
     assert_eq!(
         lease.run(sized("x", 1, 1)).unwrap_err(),
         PoolError::WorkerDead { worker_id: 0 }
@@ -366,7 +399,10 @@ fn dropping_the_pool_and_its_runtime_leaves_no_process() {
     drop(rt);
     let deadline = Instant::now() + GUARD;
     while pids.iter().any(|&p| exists(p)) {
-        assert!(Instant::now() < deadline, "workers {pids:?} outlived their pool");
+        assert!(
+            Instant::now() < deadline,
+            "workers {pids:?} outlived their pool"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -377,7 +413,10 @@ async fn a_missing_worker_binary_is_a_failed_start_not_a_hang() {
     sub.command = WorkerCommand::new("/nonexistent/fv-worker");
     let pool = SubprocessPool::start(config(), sub).unwrap();
     assert!(!within("start", pool.ready()).await);
-    let error = pool.status().workers[0].warmup_error.clone().unwrap_or_default();
+    let error = pool.status().workers[0]
+        .warmup_error
+        .clone()
+        .unwrap_or_default();
     assert!(error.contains("could not be started"), "{error}");
     pool.shutdown().await;
 }

@@ -210,6 +210,11 @@ pub struct StreamStart {
     pub fps: u32,
     /// Frames per segment.
     pub num_frames: u32,
+    /// fv-stream addition: a token the client may send back as `session_init_v2.resume_token`
+    /// on a new connection (to this server or a replica sharing its store) to continue this
+    /// stream with the next segment. Omitted when the server keeps no snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
 }
 
 /// `ltx2_segment_start`.

@@ -32,6 +32,7 @@ fn all_messages() -> Vec<ServerMessage> {
             height: 576,
             fps: 24,
             num_frames: 121,
+            resume_token: None,
         }
         .into(),
         SegmentStart {
@@ -151,6 +152,7 @@ fn none_fields_are_omitted_not_null() {
         height: 8,
         fps: 8,
         num_frames: 8,
+        resume_token: None,
     }
     .into();
     let media: ServerMessage = MediaSegmentComplete {

@@ -15,7 +15,7 @@ pub(crate) async fn status(State(app): State<Arc<App>>) -> Json<Value> {
     let replicas = app.registry.status();
     let healthy = replicas
         .iter()
-        .filter(|r| r.status == crate::registry::Health::Healthy)
+        .filter(|r| r.status == crate::health::Health::Healthy)
         .count();
     Json(json!({
         "replicas": replicas,

@@ -27,22 +27,24 @@
 
 mod app;
 mod bridge;
+mod client;
 pub mod config;
 mod error;
 mod health;
 mod http;
 pub mod metrics;
-mod probe;
 mod registry;
 mod relay;
+mod report;
 pub mod select;
 mod ws;
 
 pub use app::{Router, run};
 pub use bridge::{CLOSE_WAIT, MAX_REPLAY_BYTES};
+pub use client::MAX_PROBE_RESPONSE_BYTES;
 pub use error::{REASON_REPLICA_REFUSED, REASON_WORKER_FAILED, RouterError, WireError};
-pub use probe::MAX_PROBE_RESPONSE_BYTES;
-pub use registry::{Health, HealthTracker, ReplicaStatus, Reported};
+pub use health::{Health, HealthTracker};
+pub use report::{ReplicaStatus, Reported};
 pub use select::{Candidate, CapacityWeighted, Free, Selector};
 
 /// Resolves on SIGTERM or Ctrl-C (shared with fv-server, from fv-runtime).

@@ -5,136 +5,14 @@
 //! ([`Registry::acquire`]), so concurrent connections never both take a replica's last slot.
 
 use crate::config::{ReplicaUrl, RouterConfig};
+use crate::health::{Health, HealthTracker};
 use crate::metrics::{ReplicaMetrics, RouterMetrics};
-use crate::select::{Candidate, Free, Selector, StickyTable};
-use serde::Serialize;
-use serde_json::Value;
+use crate::report::{ReplicaStatus, Reported, epoch};
+use crate::select::{Candidate, Free, Selector};
+use fv_lru::LruTtlMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// A replica's health as the probes see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    /// Not probed successfully yet (not routable).
-    Unknown,
-    /// Routable.
-    Healthy,
-    /// `failure_threshold` consecutive failures; routable again after `recovery_threshold`
-    /// consecutive successes.
-    Unhealthy,
-}
-
-impl Health {
-    /// The `/status` spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Healthy => "healthy",
-            Self::Unhealthy => "unhealthy",
-        }
-    }
-}
-
-/// The consecutive-results state machine of protocol-facts §14: `unknown` becomes `healthy`
-/// on the first success; `failure_threshold` failures in a row make `unknown` or `healthy`
-/// `unhealthy`; `recovery_threshold` successes in a row make `unhealthy` `healthy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthTracker {
-    /// Current state.
-    pub status: Health,
-    /// Failures since the last success.
-    pub consecutive_failures: u32,
-    /// Successes since the last failure.
-    pub consecutive_successes: u32,
-}
-
-impl Default for HealthTracker {
-    fn default() -> Self {
-        Self {
-            status: Health::Unknown,
-            consecutive_failures: 0,
-            consecutive_successes: 0,
-        }
-    }
-}
-
-impl HealthTracker {
-    /// Records one probe result; returns the new state when it changed.
-    pub fn record(
-        &mut self,
-        ok: bool,
-        failure_threshold: u32,
-        recovery_threshold: u32,
-    ) -> Option<Health> {
-        let before = self.status;
-        if ok {
-            self.consecutive_failures = 0;
-            self.consecutive_successes = self.consecutive_successes.saturating_add(1);
-            self.status = match self.status {
-                Health::Unknown | Health::Healthy => Health::Healthy,
-                Health::Unhealthy if self.consecutive_successes >= recovery_threshold => {
-                    Health::Healthy
-                }
-                Health::Unhealthy => Health::Unhealthy,
-            };
-        } else {
-            self.consecutive_successes = 0;
-            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-            if self.consecutive_failures >= failure_threshold {
-                self.status = Health::Unhealthy;
-            }
-        }
-        (self.status != before).then_some(self.status)
-    }
-}
-
-/// Capacity a replica reported on its `/status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reported {
-    /// Session limit (`max_sessions`, else `total_gpus` for servers that have one session per
-    /// GPU).
-    pub max_sessions: u32,
-    /// Sessions open on the replica (`active_sessions`, else `total_gpus - available_gpus`).
-    pub active_sessions: u32,
-    /// `total_gpus`, when reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_gpus: Option<u64>,
-    /// `available_gpus`, when reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub available_gpus: Option<u64>,
-    /// `queue_size`, when reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_size: Option<u64>,
-    /// `draining`: a draining replica takes no new sessions.
-    pub draining: bool,
-}
-
-impl Reported {
-    /// Reads a replica's `/status` body; `None` when it says nothing about capacity.
-    pub fn from_status(body: &Value) -> Option<Self> {
-        let int = |k: &str| body.get(k).and_then(Value::as_u64);
-        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-        let total_gpus = int("total_gpus");
-        let available_gpus = int("available_gpus");
-        let (max_sessions, active_sessions) = match (int("max_sessions"), int("active_sessions")) {
-            (Some(max), Some(active)) => (clamp(max), clamp(active)),
-            // Upstream servers: one session per GPU, no session counts.
-            _ => match (total_gpus, available_gpus) {
-                (Some(t), Some(a)) => (clamp(t), clamp(t.saturating_sub(a))),
-                _ => return None,
-            },
-        };
-        Some(Self {
-            max_sessions,
-            active_sessions,
-            total_gpus,
-            available_gpus,
-            queue_size: int("queue_size"),
-            draining: body.get("draining").and_then(Value::as_bool) == Some(true),
-        })
-    }
-}
+use std::time::{Duration, Instant, SystemTime};
 
 /// Static facts about one replica plus its metric handles.
 #[derive(Debug)]
@@ -191,54 +69,14 @@ impl ReplicaState {
     }
 }
 
-/// One replica's row in the router's `/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicaStatus {
-    /// Normalized url.
-    pub url: String,
-    /// Configured name.
-    pub name: Option<String>,
-    /// Primary tier.
-    pub primary: bool,
-    /// Configured weight.
-    pub weight: f64,
-    /// `unknown`, `healthy` or `unhealthy`.
-    pub status: Health,
-    /// Last successful probe, seconds since the epoch.
-    pub last_ok_at: Option<f64>,
-    /// Last failed probe or connect, seconds since the epoch.
-    pub last_failure_at: Option<f64>,
-    /// Why the last probe or connect failed.
-    pub last_error: Option<String>,
-    /// Latency of the last successful probe.
-    pub last_latency_ms: Option<f64>,
-    /// Failed probes since the last success.
-    pub consecutive_failures: u32,
-    /// Successful probes since the last failure.
-    pub consecutive_successes: u32,
-    /// Sessions open through this router now.
-    pub active_sessions: u32,
-    /// Sessions bridged through this router since it started.
-    pub sessions_routed: u64,
-    /// Free slots as the router estimates them (`null` when the replica reports no capacity).
-    pub free_slots: Option<u32>,
-    /// The replica's own report from its `/status`, if any.
-    pub reported: Option<Reported>,
-    /// When that report arrived, seconds since the epoch.
-    pub reported_at: Option<f64>,
-}
-
-fn epoch(t: Option<SystemTime>) -> Option<f64> {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs_f64())
-}
-
 /// All replicas and their state.
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub replicas: Vec<Replica>,
     state: Mutex<Vec<ReplicaState>>,
-    sticky: Option<Mutex<StickyTable>>,
+    /// `client_id` → replica index: refreshed when a session with that id is bridged, the
+    /// least recently refreshed dropped when full, ignored once its TTL has passed.
+    sticky: Option<Mutex<LruTtlMap<String, usize>>>,
     selector: Arc<dyn Selector>,
     failure_threshold: u32,
     recovery_threshold: u32,
@@ -282,8 +120,8 @@ impl Registry {
         let state = replicas.iter().map(|_| ReplicaState::default()).collect();
         let s = &config.stickiness;
         let sticky = s.enabled.then(|| {
-            Mutex::new(StickyTable::new(
-                s.max_clients,
+            Mutex::new(LruTtlMap::new(
+                NonZeroUsize::new(s.max_clients).unwrap_or(NonZeroUsize::MIN),
                 Duration::try_from_secs_f64(s.ttl_seconds).unwrap_or(Duration::MAX),
             ))
         });
@@ -404,7 +242,7 @@ impl Registry {
     /// healthy replicas with room. `None` when no replica qualifies.
     pub fn acquire(self: &Arc<Self>, key: Option<&str>, exclude: &[usize]) -> Option<Slot> {
         let sticky = match (key, &self.sticky) {
-            (Some(k), Some(t)) => lock(t).get(k, Instant::now()),
+            (Some(k), Some(t)) => lock(t).get(k, Instant::now()).copied(),
             _ => None,
         };
         let mut st = lock(&self.state);
@@ -527,7 +365,7 @@ impl Slot {
             r.metrics.routed.increment(1);
         }
         if let (Some(k), Some(t)) = (key, &self.registry.sticky) {
-            lock(t).insert(k, self.index, Instant::now());
+            lock(t).insert(k.to_owned(), self.index, Instant::now());
         }
     }
 }
@@ -543,48 +381,6 @@ impl Drop for Slot {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn health_transcript() {
-        let mut h = HealthTracker::default();
-        // unknown -> healthy on the first success
-        assert_eq!(h.record(true, 3, 2), Some(Health::Healthy));
-        // two failures: still healthy; the third flips it
-        assert_eq!(h.record(false, 3, 2), None);
-        assert_eq!(h.record(false, 3, 2), None);
-        assert_eq!(h.record(false, 3, 2), Some(Health::Unhealthy));
-        assert_eq!(h.consecutive_failures, 3);
-        // one success is not enough to recover; a failure resets the count
-        assert_eq!(h.record(true, 3, 2), None);
-        assert_eq!(h.record(false, 3, 2), None);
-        assert_eq!(h.record(true, 3, 2), None);
-        assert_eq!(h.record(true, 3, 2), Some(Health::Healthy));
-        assert_eq!(h.consecutive_failures, 0);
-    }
-
-    #[test]
-    fn unknown_fails_to_unhealthy() {
-        let mut h = HealthTracker::default();
-        assert_eq!(h.record(false, 2, 1), None);
-        assert_eq!(h.status, Health::Unknown);
-        assert_eq!(h.record(false, 2, 1), Some(Health::Unhealthy));
-        assert_eq!(h.record(true, 2, 1), Some(Health::Healthy));
-    }
-
-    #[test]
-    fn capacity_from_status_bodies() {
-        let ours = json!({"active_sessions": 3, "max_sessions": 8, "total_gpus": 2,
-                          "available_gpus": 0, "queue_size": 1, "draining": false});
-        let r = Reported::from_status(&ours).unwrap();
-        assert_eq!(
-            (r.max_sessions, r.active_sessions, r.queue_size),
-            (8, 3, Some(1))
-        );
-        let upstream = json!({"total_gpus": 1, "available_gpus": 0, "queue_size": 0});
-        let r = Reported::from_status(&upstream).unwrap();
-        assert_eq!((r.max_sessions, r.active_sessions), (1, 1));
-        assert!(Reported::from_status(&json!({"status": "ok"})).is_none());
-    }
 
     #[test]
     fn free_counts_sessions_opened_since_the_report() {

@@ -1,10 +1,9 @@
-//! Choosing a replica for a new session: the [`Selector`] trait, the default
-//! [`CapacityWeighted`] policy, and the `client_id` stickiness table.
+//! Choosing a replica for a new session: the [`Selector`] trait and the default
+//! [`CapacityWeighted`] policy. (`client_id` stickiness is applied before a selector runs, by
+//! the registry, from an `fv_lru::LruTtlMap`.)
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 /// How much room a replica has for new sessions, as far as the router knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,87 +90,6 @@ impl Selector for CapacityWeighted {
     }
 }
 
-/// `client_id` → replica, bounded in entries and in age.
-///
-/// Keyed by the exact `client_id` string of the client's `session_init_v2` (ids longer than
-/// [`crate::config::MAX_STICKY_KEY_BYTES`] are not remembered). An entry is refreshed every
-/// time a session with that id is bridged; the least recently refreshed entry is dropped when
-/// the table is full, and an entry older than the TTL is ignored and dropped.
-#[derive(Debug)]
-pub(crate) struct StickyTable {
-    capacity: usize,
-    ttl: Duration,
-    entries: HashMap<String, Entry>,
-    /// Refresh order: sequence number → key. The first entry is the least recently used.
-    order: BTreeMap<u64, String>,
-    seq: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    replica: usize,
-    at: Instant,
-    seq: u64,
-}
-
-impl StickyTable {
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            ttl,
-            entries: HashMap::new(),
-            order: BTreeMap::new(),
-            seq: 0,
-        }
-    }
-
-    /// The replica `key` was last bridged to, unless that is older than the TTL.
-    pub fn get(&mut self, key: &str, now: Instant) -> Option<usize> {
-        let entry = *self.entries.get(key)?;
-        if now.saturating_duration_since(entry.at) > self.ttl {
-            self.entries.remove(key);
-            self.order.remove(&entry.seq);
-            return None;
-        }
-        Some(entry.replica)
-    }
-
-    /// Remembers (or refreshes) `key` → `replica`.
-    pub fn insert(&mut self, key: &str, replica: usize, now: Instant) {
-        self.seq += 1;
-        let seq = self.seq;
-        if let Some(old) = self.entries.insert(
-            key.to_owned(),
-            Entry {
-                replica,
-                at: now,
-                seq,
-            },
-        ) {
-            self.order.remove(&old.seq);
-        }
-        self.order.insert(seq, key.to_owned());
-        // Drop expired entries from the old end, then the oldest while over capacity.
-        while let Some((&oldest, k)) = self.order.first_key_value() {
-            let expired = self
-                .entries
-                .get(k)
-                .is_none_or(|e| now.saturating_duration_since(e.at) > self.ttl);
-            if !(expired || self.entries.len() > self.capacity) {
-                break;
-            }
-            if let Some(k) = self.order.remove(&oldest) {
-                self.entries.remove(&k);
-            }
-        }
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,27 +156,5 @@ mod tests {
             c(1, false, 1.0, Free::Unknown { routed: 1 }),
         ];
         assert_eq!(s.pick(&cands), 1);
-    }
-
-    #[test]
-    fn sticky_table_is_bounded_and_expires() {
-        let t0 = Instant::now();
-        let mut t = StickyTable::new(2, Duration::from_secs(10));
-        t.insert("a", 0, t0);
-        t.insert("b", 1, t0);
-        assert_eq!(t.get("a", t0), Some(0));
-        // "a" is refreshed, so "b" is now the least recently used and goes first.
-        t.insert("a", 0, t0 + Duration::from_secs(1));
-        t.insert("c", 1, t0 + Duration::from_secs(2));
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.get("b", t0 + Duration::from_secs(2)), None);
-        assert_eq!(t.get("a", t0 + Duration::from_secs(2)), Some(0));
-        // Past the TTL the entry is ignored and removed.
-        assert_eq!(t.get("a", t0 + Duration::from_secs(12)), None);
-        assert_eq!(t.len(), 1);
-        // Remapping moves the key.
-        t.insert("c", 0, t0 + Duration::from_secs(3));
-        assert_eq!(t.get("c", t0 + Duration::from_secs(3)), Some(0));
-        assert_eq!(t.len(), 1);
     }
 }

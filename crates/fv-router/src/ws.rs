@@ -1,23 +1,30 @@
-//! Just enough RFC 6455 for a relay that forwards frames as they are on the wire.
+//! Walking RFC 6455 frames for a relay that forwards them as they are on the wire.
 //!
 //! The router does not decode and re-encode messages: after the client's first frame it
 //! passes bytes through unchanged (client frames stay masked with the client's key, which is
 //! what a replica expects from a client), and only walks the frame headers to know where
 //! frames start and end. That is what keeps it byte-exact, cheap per message (one read and one
 //! write, no copy into message buffers) and able to stream frames of any size through a fixed
-//! buffer. Frames the router writes itself (pong before a replica is chosen, errors, closes)
-//! are built here.
+//! buffer. Headers are parsed by tungstenite's [`FrameHeader`] and the frames the router writes
+//! itself (pong before a replica is chosen, errors, closes) are built by tungstenite's
+//! [`Frame`]; what is ours is the walking, the rules a relay enforces on top (no reserved
+//! bits, control frames short and final, masking by role, size limits) and close parsing.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use std::hash::{BuildHasher, Hasher};
+use std::io::Cursor;
 use tokio::io::{AsyncRead, AsyncReadExt};
+pub(crate) use tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
-pub(crate) const OP_CONTINUATION: u8 = 0x0;
-pub(crate) const OP_TEXT: u8 = 0x1;
-pub(crate) const OP_BINARY: u8 = 0x2;
-pub(crate) const OP_CLOSE: u8 = 0x8;
-pub(crate) const OP_PING: u8 = 0x9;
-pub(crate) const OP_PONG: u8 = 0xA;
+pub(crate) const OP_CONTINUATION: OpCode = OpCode::Data(Data::Continue);
+pub(crate) const OP_TEXT: OpCode = OpCode::Data(Data::Text);
+#[cfg(test)]
+pub(crate) const OP_BINARY: OpCode = OpCode::Data(Data::Binary);
+pub(crate) const OP_CLOSE: OpCode = OpCode::Control(Control::Close);
+pub(crate) const OP_PING: OpCode = OpCode::Control(Control::Ping);
+pub(crate) const OP_PONG: OpCode = OpCode::Control(Control::Pong);
 
 /// Bytes read per `read` call; reads go into spare capacity, nothing is zero-filled.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
@@ -25,11 +32,12 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Close code for protocol violations (RFC 6455 §7.4.1).
 pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
 
-/// One frame header.
+/// One frame header as the relay needs it: tungstenite's [`FrameHeader`] fields plus the
+/// payload length and where the payload starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub fin: bool,
-    pub opcode: u8,
+    pub opcode: OpCode,
     pub mask: Option<[u8; 4]>,
     /// Payload length.
     pub len: u64,
@@ -39,66 +47,37 @@ pub(crate) struct Header {
 
 impl Header {
     pub fn is_data(&self) -> bool {
-        self.opcode <= OP_BINARY
+        matches!(self.opcode, OpCode::Data(_))
     }
 }
 
-/// Parses the header at the start of `buf`: `Ok(None)` when more bytes are needed, `Err` with
-/// the violation when the header is not one a peer may send on a connection without
-/// extensions.
+/// Parses the header at the start of `buf` with tungstenite's [`FrameHeader::parse`]:
+/// `Ok(None)` when more bytes are needed, `Err` with the violation when the header is not one
+/// a peer may send on a connection without extensions.
 pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, &'static str> {
-    let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
-        return Ok(None);
+    let mut cursor = Cursor::new(buf);
+    let (h, len) = match FrameHeader::parse(&mut cursor) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        // Reading from a slice cannot fail, so the only error is a reserved opcode.
+        Err(_) => return Err("unknown opcode"),
     };
-    if b0 & 0x70 != 0 {
+    if h.rsv1 || h.rsv2 || h.rsv3 {
         return Err("reserved bits set, but no extension was negotiated");
     }
-    let opcode = b0 & 0x0F;
-    if !matches!(
-        opcode,
-        OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
-    ) {
-        return Err("unknown opcode");
+    if len >> 63 != 0 {
+        return Err("frame length has its top bit set");
     }
-    let fin = b0 & 0x80 != 0;
-    let masked = b1 & 0x80 != 0;
-    let (len, mut header_len) = match b1 & 0x7F {
-        126 => match buf.get(2..4) {
-            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
-            None => return Ok(None),
-        },
-        127 => match buf.get(2..10) {
-            Some(b) => {
-                let mut n = [0u8; 8];
-                n.copy_from_slice(b);
-                let len = u64::from_be_bytes(n);
-                if len >> 63 != 0 {
-                    return Err("frame length has its top bit set");
-                }
-                (len, 10)
-            }
-            None => return Ok(None),
-        },
-        n => (u64::from(n), 2),
-    };
-    let mask = if masked {
-        let Some(m) = buf.get(header_len..header_len + 4) else {
-            return Ok(None);
-        };
-        header_len += 4;
-        Some([m[0], m[1], m[2], m[3]])
-    } else {
-        None
-    };
-    if opcode >= OP_CLOSE && (!fin || len > 125) {
+    if matches!(h.opcode, OpCode::Control(_)) && (!h.is_final || len > 125) {
         return Err("control frames must be final and at most 125 bytes");
     }
     Ok(Some(Header {
-        fin,
-        opcode,
-        mask,
+        fin: h.is_final,
+        opcode: h.opcode,
+        mask: h.mask,
         len,
-        header_len,
+        // At most 14: the cursor only moved over the header.
+        header_len: cursor.position() as usize,
     }))
 }
 
@@ -109,49 +88,43 @@ pub(crate) fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
+/// Serializes a tungstenite [`Frame`], masked with `mask` when the router is the sender in the
+/// client role.
+fn encode(mut frame: Frame, mask: Option<[u8; 4]>) -> Vec<u8> {
+    frame.header_mut().mask = mask;
+    let mut out = Vec::with_capacity(frame.len());
+    // Writing into a Vec cannot fail.
+    let _ = frame.format(&mut out);
+    out
+}
+
 /// A whole frame: `opcode`, FIN set, masked with `mask` when the router is the sender in
 /// the client role.
-pub(crate) fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let start = out.len() + if mask.is_some() { 4 } else { 0 };
-    if let Some(m) = mask {
-        out.extend_from_slice(&m);
-    }
-    out.extend_from_slice(payload);
-    if let Some(m) = mask
-        && let Some(body) = out.get_mut(start..)
-    {
-        apply_mask(body, m, 0);
-    }
-    out
+pub(crate) fn frame(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    encode(
+        Frame::from_payload(header, Bytes::copy_from_slice(payload)),
+        mask,
+    )
 }
 
 /// A close frame with `code` and `reason` (cut to RFC 6455's 123 bytes at a char boundary);
 /// `None` is a close frame without a code.
 pub(crate) fn close_frame(close: Option<(u16, &str)>, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut payload = Vec::new();
-    if let Some((code, reason)) = close {
-        payload.extend_from_slice(&code.to_be_bytes());
+    let close = close.map(|(code, reason)| {
         let mut end = reason.len().min(fv_protocol::close::MAX_REASON_BYTES);
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        payload.extend_from_slice(&reason.as_bytes()[..end]);
-    }
-    frame(OP_CLOSE, &payload, mask)
+        CloseFrame {
+            code: code.into(),
+            reason: reason[..end].to_owned().into(),
+        }
+    });
+    encode(Frame::close(close), mask)
 }
 
 /// Code and reason of a close payload (unmasked); `None` for an empty one.
@@ -388,38 +361,6 @@ impl Walker {
     }
 }
 
-/// Reads an HTTP response or request head; returns it and the bytes read past it.
-pub(crate) async fn read_head<R: AsyncRead + Unpin>(
-    io: &mut R,
-    limit: usize,
-) -> std::io::Result<(String, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(4096);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.advance(end + 4);
-            return Ok((head, buf));
-        }
-        if buf.len() > limit {
-            return Err(std::io::Error::other("HTTP head too large"));
-        }
-        if io.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed during the handshake",
-            ));
-        }
-    }
-}
-
-/// The value of header `name` in an HTTP head (first match, trimmed).
-pub(crate) fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -450,12 +391,37 @@ mod tests {
     }
 
     #[test]
+    fn frames_match_the_rfc_6455_examples() {
+        // RFC 6455 §5.7: a single-frame unmasked and masked text message "Hello".
+        assert_eq!(
+            frame(OP_TEXT, b"Hello", None),
+            [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        );
+        assert_eq!(
+            frame(OP_TEXT, b"Hello", Some([0x37, 0xfa, 0x21, 0x3d])),
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
+        );
+        // 256 bytes binary: 16-bit length form.
+        assert_eq!(
+            frame(OP_BINARY, &[0; 256], None)[..4],
+            [0x82, 0x7E, 0x01, 0x00]
+        );
+        assert_eq!(
+            close_frame(Some((1000, "ok")), None),
+            [0x88, 0x04, 0x03, 0xe8, b'o', b'k']
+        );
+        assert_eq!(close_frame(None, None), [0x88, 0x00]);
+    }
+
+    #[test]
     fn bad_headers_are_violations() {
-        assert!(parse_header(&[0x80 | 0x40 | OP_TEXT, 0]).is_err(), "RSV1");
+        assert!(parse_header(&[0x80 | 0x40 | 0x1, 0]).is_err(), "RSV1");
         assert!(parse_header(&[0x83, 0]).is_err(), "opcode 3");
-        assert!(parse_header(&[OP_PING, 0]).is_err(), "fragmented ping");
+        assert!(parse_header(&[0x9, 0]).is_err(), "fragmented ping");
         assert!(
-            parse_header(&[0x80 | OP_CLOSE, 126, 0, 126]).is_err(),
+            parse_header(&[0x80 | 0x8, 126, 0, 126]).is_err(),
             "long close"
         );
         let mut huge = vec![0x82, 127];

@@ -4,9 +4,10 @@
 //! * [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C, for `serve(shutdown)`.
 //! * [`config`]: reading a `.yaml`/`.yml`/`.json` config file with a size cap and parsing it
 //!   into a [`serde_json::Value`], with line/column in syntax errors.
-//! * [`schema`]: the one config mechanism — serde structs deriving `JsonSchema` are checked key
-//!   by key (paths, "did you mean", types, ranges), deserialized, and documented from the same
-//!   schema. The app crates keep only their types and their cross-field rules.
+//! * [`schema`]: the one config mechanism (crate `fv-config`, re-exported) — serde structs
+//!   deriving `JsonSchema` are checked key by key (paths, "did you mean", types, ranges),
+//!   deserialized, and documented from the same schema. The app crates keep only their types
+//!   and their cross-field rules.
 //! * [`init_tracing`] and [`report_exit`]: a binary's logging setup and how its error becomes
 //!   a message and an exit status ([`EXIT_CONFIG`] for a refused configuration).
 //!
@@ -26,10 +27,11 @@
 //! }
 //! ```
 //!
-//! This crate depends on no other fv-stream crate.
+//! This crate depends on no other fv-stream crate but `fv-config` (itself dependency-free).
 
 pub mod config;
-pub mod schema;
+/// The one config mechanism (the `fv-config` crate), here for the app crates that use this one.
+pub use fv_config as schema;
 
 use std::error::Error;
 use std::fmt;

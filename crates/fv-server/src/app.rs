@@ -6,7 +6,7 @@ use axum::Router;
 use axum::routing::get;
 use fv_pool::GpuPool;
 use fv_session::{SessionLimits, SessionLogger, SessionManager};
-use fv_store::{BlobStore, SessionStore};
+use fv_store::Stores;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +16,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What the server runs on: the worker pool and the stores. Built by the binary (or a test).
+/// What the server runs on: the worker pool and, optionally, the stores. Built by the binary
+/// (or a test).
 #[derive(Clone)]
 pub struct ServerDeps {
     pub pool: Arc<dyn GpuPool>,
-    pub store: Arc<dyn SessionStore>,
-    pub blobs: Arc<dyn BlobStore>,
+    /// Session snapshots; `None` builds what the config's `store:` section asks for when the
+    /// server binds (a Redis store connects then).
+    pub stores: Option<Arc<Stores>>,
 }
 
 impl std::fmt::Debug for ServerDeps {
@@ -72,6 +74,8 @@ pub enum ServerError {
 pub(crate) struct AppState {
     pub config: Arc<ServeConfig>,
     pub deps: ServerDeps,
+    /// The session snapshot stores (from the deps, or built from the config).
+    pub stores: Arc<Stores>,
     pub options: ServerOptions,
     pub sessions: Arc<SessionManager>,
     pub per_ip: crate::access::PerIpLimit,
@@ -117,6 +121,10 @@ impl Server {
         options: ServerOptions,
     ) -> Result<Self, ServerError> {
         config.validate()?;
+        let stores = match &deps.stores {
+            Some(stores) => stores.clone(),
+            None => Arc::new(config.store.build().await?),
+        };
         let s = &config.streaming;
         let limits = SessionLimits {
             max_sessions: s.max_sessions,
@@ -138,6 +146,7 @@ impl Server {
         let state = Arc::new(AppState {
             config: Arc::new(config),
             deps,
+            stores,
             options,
             per_ip,
             sessions,

@@ -27,6 +27,9 @@ pub enum Failure {
     /// A binary frame where the protocol has none, as the first frame.
     #[error("first frame must be a session_init_v2 JSON text frame, got a binary frame")]
     BinaryInit,
+    /// `session_init_v2.continuation_state` or `resume_token` cannot be used.
+    #[error("{0}")]
+    BadState(String),
     /// `session_init_v2.initial_image` failed validation.
     #[error("{0}")]
     BadImage(#[from] InitImageError),
@@ -90,7 +93,7 @@ impl Failure {
                 false,
                 Some(EndReason::Rejected(Refusal::SessionLimit)),
             ),
-            BadInit(_) | BinaryInit | BadImage(_) => (
+            BadInit(_) | BinaryInit | BadImage(_) | BadState(_) => (
                 ErrorCode::InvalidMessage,
                 false,
                 Some(EndReason::Rejected(Refusal::InvalidInit)),

@@ -3,7 +3,6 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
 //! let config = fv_server::config::ServeConfig::mock_defaults();
 //! let deps = fv_server::mock_deps(&config, std::time::Duration::ZERO)?;
 //! let server = fv_server::Server::bind(config, deps, fv_server::ServerOptions::default()).await?;
@@ -34,15 +33,14 @@ pub use session::{MAX_GUIDANCE, MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES, MAX_STEP
 
 use config::{PoolMode, ServeConfig};
 use fv_core::{Generator, MockGenerator, MockGeneratorConfig};
-use fv_pool::{InProcessPool, PoolConfig, SubprocessConfig, SubprocessPool};
 pub use fv_pool::WorkerCommand;
-use fv_store::{MemoryBlobConfig, MemoryBlobStore, MemorySessionStore, MemoryStoreConfig};
-use std::sync::Arc;
+use fv_pool::{InProcessPool, PoolConfig, SubprocessConfig, SubprocessPool};
 use std::time::Duration;
 
-/// Builds the in-process pool (`streaming.pool.mode: in_process`) and memory stores a config
-/// asks for, around `generators`, one per worker. When there is one generator per entry of
-/// [`ServeConfig::worker_devices`], `/status` shows each worker's device.
+/// Builds the in-process pool (`streaming.pool.mode: in_process`) a config asks for, around
+/// `generators`, one per worker; the stores of its `store:` section are built when the server
+/// binds. When there is one generator per entry of [`ServeConfig::worker_devices`], `/status`
+/// shows each worker's device.
 pub fn deps_with_generators(
     config: &ServeConfig,
     generators: Vec<Box<dyn Generator>>,
@@ -54,7 +52,7 @@ pub fn deps_with_generators(
         vec![None; generators.len()]
     };
     let pool = InProcessPool::with_devices(generators, devices, pool_config(config))?;
-    stores(config, pool)
+    with_pool(pool)
 }
 
 /// Builds the subprocess pool (`streaming.pool.mode: subprocess`) and memory stores: one
@@ -79,7 +77,7 @@ pub fn subprocess_deps(
         ..SubprocessConfig::new(command, config.worker_devices())
     };
     let pool = SubprocessPool::start(pool_config(config), subprocess)?;
-    stores(config, pool)
+    with_pool(pool)
 }
 
 /// The `worker` subcommand of a server binary: serves the subprocess pool that started this
@@ -144,24 +142,9 @@ fn pool_config(config: &ServeConfig) -> PoolConfig {
     }
 }
 
-/// The memory stores `streaming.store` asks for, with `pool`.
-fn stores(config: &ServeConfig, pool: Arc<dyn fv_pool::GpuPool>) -> Result<ServerDeps, ServerError> {
-    let s = &config.streaming;
-    let store = MemorySessionStore::new(MemoryStoreConfig {
-        capacity: s.store.capacity,
-        ttl: Duration::from_secs(s.store.ttl_seconds),
-    })?;
-    let blobs = MemoryBlobStore::new(MemoryBlobConfig {
-        max_total_bytes: s.store.blob_max_total_bytes,
-        max_blob_bytes: s.store.blob_max_bytes,
-        ttl: Duration::from_secs(s.store.ttl_seconds),
-        ..MemoryBlobConfig::default()
-    })?;
-    Ok(ServerDeps {
-        pool,
-        store: Arc::new(store),
-        blobs: Arc::new(blobs),
-    })
+/// The server's dependencies around `pool`; the stores are built from `store:` at bind time.
+fn with_pool(pool: std::sync::Arc<dyn fv_pool::GpuPool>) -> Result<ServerDeps, ServerError> {
+    Ok(ServerDeps { pool, stores: None })
 }
 
 /// The request each worker runs once before it is reported ready.

@@ -64,6 +64,8 @@ fn describe() {
     );
     describe_counter!(MEDIA_BYTES_TOTAL, Unit::Bytes, "fMP4 bytes sent");
     describe_counter!(ERRORS_TOTAL, "Error frames sent, by code");
+    // The stores count their own operations and failures (`fv_store_*`).
+    fv_store::metrics::describe();
     describe_counter!(
         SESSION_BUGS_TOTAL,
         "Refused state transitions in the session core (always a bug; logged with details)"

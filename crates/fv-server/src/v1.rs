@@ -72,6 +72,12 @@ impl Protocol for V1 {
                         kind: cs.kind,
                         payload: cs.payload,
                     }),
+                // An fv-stream addition, carried in the message's open extra fields; a
+                // non-string is kept as its JSON text so the token check rejects it by name.
+                resume_token: init.extra.get("resume_token").map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
             })),
             ClientMessage::SegmentPromptSource(req) => ClientMsg::Segment(SegmentAsk {
                 prompt: req.prompt,
@@ -117,12 +123,14 @@ impl Protocol for V1 {
                 height,
                 fps,
                 num_frames,
+                resume_token,
             } => ServerMessage::Ltx2StreamStart(fv_protocol::StreamStart {
                 preset,
                 width,
                 height,
                 fps,
                 num_frames,
+                resume_token,
             }),
             Event::SegmentStart {
                 segment_idx,

@@ -521,10 +521,10 @@ const RANGES: &[(&str, i64, i64)] = &[
     ("streaming.video_bitrate_bps", 100_000, 100_000_000),
     ("streaming.shutdown_grace_seconds", 0, 3600),
     ("streaming.reaper_interval_ms", 10, 60_000),
-    ("streaming.store.capacity", 1, 1_000_000),
-    ("streaming.store.ttl_seconds", 1, 2_592_000),
-    ("streaming.store.blob_max_total_bytes", 1, 17_179_869_184),
-    ("streaming.store.blob_max_bytes", 1, 268_435_456),
+    ("store.sessions.capacity", 1, 1_000_000),
+    ("store.ttl_seconds", 1, 2_592_000),
+    ("store.blobs.max_total_bytes", 1, 1_099_511_627_776),
+    ("store.blobs.max_blob_bytes", 1, 536_870_912),
 ];
 
 #[test]
@@ -532,9 +532,18 @@ fn every_range_limit_accepts_its_edges_and_rejects_beyond() {
     for &(path, min, max) in RANGES {
         for ok in [min, max] {
             let mut doc = doc_with(path, json!(ok));
-            if path == "streaming.store.blob_max_total_bytes" {
-                // Keep the one-blob limit under the total.
-                set(&mut doc, "streaming.store.blob_max_bytes", json!(1));
+            if path == "store.blobs.max_total_bytes" {
+                // Keep the one-blob limit under the total and above the inline limit.
+                set(&mut doc, "store.blobs.max_blob_bytes", json!(1));
+                set(&mut doc, "store.inline_max_bytes", json!(0));
+            }
+            if path == "store.blobs.max_blob_bytes" {
+                set(
+                    &mut doc,
+                    "store.blobs.max_total_bytes",
+                    json!(1_099_511_627_776_u64),
+                );
+                set(&mut doc, "store.inline_max_bytes", json!(0));
             }
             let loaded = load_value(&doc).unwrap_or_else(|e| panic!("{path} = {ok}: {e}"));
             loaded.config.validate().unwrap();
@@ -617,17 +626,13 @@ fn guidance_scale_must_be_non_negative_and_finite() {
 
 #[test]
 fn cross_field_rules() {
-    let mut doc = doc_with("streaming.store.blob_max_bytes", json!(2048));
-    set(
-        &mut doc,
-        "streaming.store.blob_max_total_bytes",
-        json!(1024),
-    );
+    let mut doc = doc_with("store.blobs.max_blob_bytes", json!(4_194_304));
+    set(&mut doc, "store.blobs.max_total_bytes", json!(1_048_576));
     let p = problems(load_value(&doc));
     assert_eq!(
         p,
         [
-            "streaming.store.blob_max_bytes: must not exceed streaming.store.blob_max_total_bytes (2048 > 1024)"
+            "store.blobs.max_blob_bytes: must not exceed store.blobs.max_total_bytes (4194304 > 1048576)"
         ]
     );
     let p = problems(load_value(&doc_with(
@@ -707,7 +712,7 @@ fn validate_reports_every_problem_of_a_config_built_in_code() {
     config.default_request.sampling.fps = 1000;
     config.streaming.max_sessions = 0;
     config.streaming.pool.num_workers = Some(0);
-    config.streaming.store.blob_max_bytes = config.streaming.store.blob_max_total_bytes + 1;
+    config.store.blobs.max_blob_bytes = config.store.blobs.max_total_bytes + 1;
     let Err(ConfigError::Invalid { problems }) = config.validate() else {
         panic!("accepted")
     };
@@ -717,7 +722,7 @@ fn validate_reports_every_problem_of_a_config_built_in_code() {
         "default_request.sampling.fps:",
         "streaming.max_sessions:",
         "streaming.pool.num_workers:",
-        "streaming.store.blob_max_bytes:",
+        "store.blobs.max_blob_bytes:",
     ] {
         assert!(
             problems.iter().any(|p| p.starts_with(path)),
@@ -756,13 +761,14 @@ fn json_and_yml_files_load_by_extension() {
     let doc = json!({
         "generator": {"model_path": "m"},
         "server": {"port": 9001},
-        "streaming": {"max_sessions": 3, "store": {"capacity": 10}}
+        "streaming": {"max_sessions": 3},
+        "store": {"sessions": {"capacity": 10}}
     });
     let json_file = TempFile::new("serve.json", doc.to_string().as_bytes());
     let loaded = ServeConfig::load(&json_file.0).unwrap();
     assert_eq!(loaded.config.server.port, 9001);
     assert_eq!(loaded.config.streaming.max_sessions, 3);
-    assert_eq!(loaded.config.streaming.store.capacity, 10);
+    assert_eq!(loaded.config.store.sessions.capacity, 10);
     // JSON follows the same rules.
     let bad = TempFile::new(
         "bad.JSON",
@@ -904,10 +910,11 @@ fn docs_reference_table_is_current() {
         "shutdown_grace_seconds",
         "session_log_dir",
         "reaper_interval_ms",
-        "store.capacity",
+        "store.kind",
         "store.ttl_seconds",
-        "store.blob_max_total_bytes",
-        "store.blob_max_bytes",
+        "store.sessions.capacity",
+        "store.blobs.max_total_bytes",
+        "store.blobs.max_blob_bytes",
     ] {
         assert!(
             doc[..start].contains(&format!("`{key}`")),

@@ -123,3 +123,117 @@ async fn initial_image_is_persisted_for_the_session_and_removed_after() -> anyho
     }
     anyhow::bail!("{} still exists after the session ended", path.display())
 }
+
+/// The stream's resume token, from `ltx2_stream_start`.
+fn token_of(seen: &[serde_json::Value]) -> String {
+    seen.iter()
+        .find(|m| m["type"] == "ltx2_stream_start")
+        .and_then(|m| m["resume_token"].as_str())
+        .expect("ltx2_stream_start carries a resume token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_new_connection_resumes_a_stream_with_its_next_segment() -> anyhow::Result<()> {
+    let mut config = test_config();
+    config.streaming.generation_segment_cap = 3;
+    let (server, observed) =
+        TestServer::with_test_generators(config, 1, Duration::ZERO, Behaviour::Normal).await?;
+    let mut c = server.connect().await?;
+    let token = token_of(&c.init().await?);
+    assert_eq!(token.len(), 32);
+    let first = c.segment("first").await?;
+    let pts = first.find("media_segment_complete").expect("media done")["duration_ms"].clone();
+    // The client goes away without a word (a network drop).
+    c.abort();
+
+    let mut again = server.connect().await?;
+    let seen = again.init_with(json!({"resume_token": token})).await?;
+    assert_eq!(token_of(&seen), token, "the stream keeps its token");
+    let second = again.segment("second").await?;
+    let start = second.find("ltx2_segment_start").expect("start");
+    assert_eq!(
+        start["segment_idx"], 1,
+        "the next segment, not the first again"
+    );
+    assert_eq!(
+        second.find("media_segment_complete").expect("media")["pts_base_ms"],
+        pts,
+        "stream time goes on"
+    );
+    // The generator continues from the first segment's state.
+    let requests = observed.requests();
+    assert_eq!(requests[1].segment_idx, 1);
+    assert_eq!(
+        requests[1].state.as_ref().expect("state").payload["source_prompt"],
+        "first"
+    );
+    // Earlier segments count against the cap: one more, then the stream is complete.
+    again.segment("third").await?;
+    let end = again.expect("ltx2_stream_complete").await?;
+    assert_eq!(end["reason"], "segment_cap");
+    // A finished stream cannot be resumed.
+    let mut late = server.connect().await?;
+    late.send_json(&json!({"type": "session_init_v2", "resume_token": token}))
+        .await?;
+    let err = late.expect("error").await?;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown or expired"),
+        "{err}"
+    );
+    assert_eq!(late.expect_close().await?.0, 1003);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_resumes_on_another_server_sharing_the_store() -> anyhow::Result<()> {
+    let config = test_config();
+    let stores = std::sync::Arc::new(config.store.build().await?);
+    let deps = |config: &fv_server::config::ServeConfig| -> anyhow::Result<fv_server::ServerDeps> {
+        let mut deps = fv_server::mock_deps(config, Duration::ZERO)?;
+        deps.stores = Some(stores.clone());
+        Ok(deps)
+    };
+    let a = TestServer::start_with(config.clone(), deps(&config)?).await?;
+    let b = TestServer::start_with(config.clone(), deps(&config)?).await?;
+    let mut c = a.connect().await?;
+    let token = token_of(&c.init().await?);
+    c.segment("on a").await?;
+    a.shutdown().await?;
+    let mut c = b.connect().await?;
+    c.init_with(json!({"resume_token": token})).await?;
+    let t = c.segment("on b").await?;
+    assert_eq!(
+        t.find("ltx2_segment_start").expect("start")["segment_idx"],
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_resume_tokens_are_refused_by_name() -> anyhow::Result<()> {
+    let server = TestServer::start(test_config()).await?;
+    for token in [
+        json!("not-a-token"),
+        json!(42),
+        json!("0123456789abcdef0123456789abcdef"),
+    ] {
+        let mut c = server.connect().await?;
+        c.send_json(&json!({"type": "session_init_v2", "resume_token": token}))
+            .await?;
+        let err = c.expect("error").await?;
+        assert_eq!(err["code"], "invalid_message");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("resume_token"),
+            "{err}"
+        );
+        assert_eq!(c.expect_close().await?.0, 1003);
+    }
+    Ok(())
+}

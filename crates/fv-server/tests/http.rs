@@ -105,19 +105,15 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     use fv_testkit::generators::Behaviour;
     // The generator hands over its first frames, then waits at a gate the test opens: the
     // drain below is observed while the segment is certainly still in flight.
-    let (mut server, observed) = TestServer::with_test_generators(
-        test_config(),
-        1,
-        Duration::ZERO,
-        Behaviour::GatedFrames,
-    )
-    .await?;
+    let (mut server, observed) =
+        TestServer::with_test_generators(test_config(), 1, Duration::ZERO, Behaviour::GatedFrames)
+            .await?;
     let mut c = server.connect().await?;
     c.init().await?;
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))
         .await?;
     c.expect("ltx2_segment_start").await?;
-    c.expect("media_init").await?;
+    c.recv_until("media_init").await?;
     let addr = server.addr;
     server.begin_shutdown();
     // While draining, readiness is 503 and new sessions are refused. The drain starts on the

@@ -22,8 +22,19 @@ async fn session_opens_with_queue_status_gpu_assigned_and_stream_start() -> anyh
     );
     assert_eq!(seen[1]["session_timeout"], 120);
     assert!(seen[1]["gpu_id"].is_u64());
+    let mut start = seen[2].clone();
+    let token = start
+        .as_object_mut()
+        .and_then(|m| m.remove("resume_token"))
+        .expect("a resume token (fv-stream addition)");
+    assert!(
+        token
+            .as_str()
+            .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{token}"
+    );
     assert_eq!(
-        seen[2],
+        start,
         json!({"type": "ltx2_stream_start", "preset": "p1", "width": 64, "height": 64, "fps": 24, "num_frames": 6})
     );
     Ok(())

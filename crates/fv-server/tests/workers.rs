@@ -76,7 +76,10 @@ async fn a_worker_that_fails_warm_up_is_reported_failed_and_never_ready() -> any
         "{failed}"
     );
     let good = &status["gpu_status"]["0"];
-    assert_eq!((&good["ready"], &good["state"]), (&true.into(), &"ready".into()));
+    assert_eq!(
+        (&good["ready"], &good["state"]),
+        (&true.into(), &"ready".into())
+    );
     assert_eq!(status["warmup_failed_gpus"], 1);
 
     // Sessions only ever get the good worker.

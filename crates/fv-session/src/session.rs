@@ -164,6 +164,22 @@ impl Session {
         Ok(idx)
     }
 
+    /// Continues a stream that delivered `completed` segments in an earlier session (a resume):
+    /// the next segment is `completed`, and the cap counts them. Only before the session
+    /// becomes active; refused with [`SessionError::CapReached`] past the cap.
+    pub fn resume_from(&mut self, completed: u32) -> Result<(), SessionError> {
+        if matches!(self.state, SessionState::Active) || self.state.is_terminal() {
+            return Err(SessionError::NotActive { state: self.state });
+        }
+        let cap = self.limits().segment_cap;
+        if completed > cap {
+            return Err(SessionError::CapReached { cap });
+        }
+        self.segment_idx = completed;
+        self.manager.update(&self.id, |e| e.segment_idx = completed);
+        Ok(())
+    }
+
     /// The client's choices from `session_init_v2`, as updated by toggles.
     pub fn settings(&self) -> &SessionSettings {
         &self.settings
@@ -361,6 +377,28 @@ mod tests {
         s.transition(SessionState::Complete).expect("edge");
         assert!(s.complete_segment().is_err());
         assert_eq!(s.segment_idx(), 0);
+    }
+
+    #[test]
+    fn a_resumed_session_continues_its_count_under_the_cap() {
+        let m = manager(3);
+        let mut s = m.admit().expect("slot");
+        assert!(matches!(
+            s.resume_from(4),
+            Err(SessionError::CapReached { cap: 3 })
+        ));
+        s.resume_from(2).expect("under the cap");
+        assert_eq!((s.segment_idx(), m.snapshot()[0].segment_idx), (2, 2));
+        for to in [
+            SessionState::Queued,
+            SessionState::GpuBinding,
+            SessionState::Active,
+        ] {
+            s.transition(to).expect("edge");
+        }
+        assert_eq!(s.complete_segment().expect("3 of 3"), 3);
+        assert!(s.cap_reached());
+        assert!(s.resume_from(0).is_err(), "not once active");
     }
 
     #[test]

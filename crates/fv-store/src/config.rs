@@ -21,13 +21,14 @@ use crate::{
     BlobStore, ContinuationStore, Instrumented, MemoryBlobConfig, MemoryBlobStore,
     MemorySessionStore, MemoryStoreConfig, SessionStore, StoreError,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Which backend holds the stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StoreKind {
@@ -53,16 +54,18 @@ impl StoreKind {
 
 /// The `store:` section. Build it with [`StoreConfig::default`] (memory) or
 /// [`StoreConfig::from_value`]; check it with [`StoreConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Backend. Default `memory`.
     pub kind: StoreKind,
     /// Lifetime of states and blobs from their last put, seconds, 1..=2592000 (30 days).
     /// Default 3600.
+    #[schemars(range(min = 1, max = 2_592_000))]
     pub ttl_seconds: u64,
     /// Continuation payload fields whose decoded bytes exceed this move to the blob store,
     /// 0..=536870912 and below `blobs.max_blob_bytes`. Default 2097152 (2 MiB).
+    #[schemars(range(min = 0, max = 536_870_912))]
     pub inline_max_bytes: usize,
     /// Session-state bounds.
     pub sessions: SessionsSection,
@@ -75,30 +78,35 @@ pub struct StoreConfig {
 }
 
 /// `store.sessions:`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsSection {
     /// Most sessions kept (least recently put evicted first), 1..=1000000. Default 1024.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub capacity: usize,
     /// Largest encoded state, bytes, 1..=536870912. Default 8388608 (8 MiB). Not enforced by
     /// the memory backend, which stores states unencoded.
+    #[schemars(range(min = 1, max = 536_870_912))]
     pub max_state_bytes: usize,
 }
 
 /// `store.blobs:`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlobsSection {
     /// All blobs together, bytes, 1..=1099511627776 (1 TiB). Default 268435456 (256 MiB).
+    #[schemars(range(min = 1, max = 1_099_511_627_776_u64))]
     pub max_total_bytes: usize,
     /// One blob, bytes, 1..=536870912 and at most `max_total_bytes`. Default 67108864.
+    #[schemars(range(min = 1, max = 536_870_912))]
     pub max_blob_bytes: usize,
     /// Most blobs, 1..=10000000. Default 65536.
+    #[schemars(range(min = 1, max = 10_000_000))]
     pub max_blobs: usize,
 }
 
 /// `store.filesystem:`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemSection {
     /// Root directory (created if missing). Required, not blank.
@@ -108,11 +116,12 @@ pub struct FilesystemSection {
     pub fsync: bool,
     /// How often expired files are deleted, seconds, 1..=86400. Default 60.
     #[serde(default = "default_sweep")]
+    #[schemars(range(min = 1, max = 86_400))]
     pub sweep_interval_seconds: u64,
 }
 
 /// `store.redis:`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     /// `redis://[user:password@]host[:port][/db]`. Required.
@@ -122,9 +131,11 @@ pub struct RedisSection {
     pub key_prefix: String,
     /// Bound on each store call, ms, 1..=600000. Default 5000.
     #[serde(default = "default_op_timeout")]
+    #[schemars(range(min = 1, max = 600_000))]
     pub op_timeout_ms: u64,
     /// Bound on each connection attempt, ms, 1..=600000. Default 2000.
     #[serde(default = "default_connect_timeout")]
+    #[schemars(range(min = 1, max = 600_000))]
     pub connect_timeout_ms: u64,
 }
 
@@ -202,18 +213,9 @@ impl RedisSection {
     }
 }
 
-/// One problem in a store config: the dotted key path and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
+/// One problem in a store config: the dotted key path and what is wrong (the project's one
+/// config problem type, from `fv-config`).
+pub use fv_config::Problem as ConfigProblem;
 
 /// Every problem found in a store config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,15 +253,16 @@ struct Problems {
 
 impl Problems {
     fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.list.push(ConfigProblem {
-            path: format!("{}.{key}", self.prefix),
-            message: message.into(),
-        });
+        self.list.push(ConfigProblem::new(
+            format!("{}.{key}", self.prefix),
+            message,
+        ));
     }
 
     fn range(&mut self, key: &str, value: u64, min: u64, max: u64) {
         if !(min..=max).contains(&value) {
-            self.push(key, format!("must be {min}..={max} (got {value})"));
+            // The same words as the serve config's schema check (fv_runtime::schema).
+            self.push(key, format!("must be in {min}..={max} (got {value})"));
         }
     }
 }
@@ -269,22 +272,25 @@ impl StoreConfig {
     /// key path of a type error or unknown key, then validates it. `prefix` is where the
     /// section sits in the file, e.g. `store`.
     pub fn from_value(value: serde_json::Value, prefix: &str) -> Result<Self, StoreConfigError> {
-        let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
-            let inner = e.path().to_string();
-            let path = if inner == "." || inner.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{inner}")
-            };
-            StoreConfigError {
-                problems: vec![ConfigProblem {
-                    path,
-                    message: e.into_inner().to_string(),
-                }],
+        // The one config mechanism: key paths, unknown keys, types and ranges from the schema,
+        // then this section's own cross-field rules (a key reported once).
+        let loaded = fv_config::load::<Self>(value);
+        let mut problems: Vec<ConfigProblem> = loaded
+            .problems
+            .into_iter()
+            .map(|p| p.under(prefix))
+            .collect();
+        if let Some(config) = loaded.value {
+            for p in config.problems(prefix) {
+                if !problems.iter().any(|q| q.path == p.path) {
+                    problems.push(p);
+                }
             }
-        })?;
-        config.validate_at(prefix)?;
-        Ok(config)
+            if problems.is_empty() {
+                return Ok(config);
+            }
+        }
+        Err(StoreConfigError { problems })
     }
 
     /// Checks every range and cross-field rule, reporting all problems with key paths under

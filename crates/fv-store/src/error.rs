@@ -1,3 +1,5 @@
+//! [`StoreError`]: the one error type of the stores, with its retry and degradation rules.
+
 /// Errors from stores.
 ///
 /// # Degradation

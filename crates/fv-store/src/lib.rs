@@ -28,7 +28,6 @@ mod instrument;
 mod limits;
 mod memory;
 pub mod metrics;
-mod ordered;
 pub mod payload;
 #[cfg(feature = "redis")]
 pub mod redis_store;

@@ -1,18 +1,21 @@
 //! Bounded, TTL-limited in-memory stores.
 //!
-//! Time is `tokio::time::Instant`, so tests can pause and advance it. Expired entries are
-//! invisible at once and purged lazily, on the next call that touches the store. Eviction is
-//! oldest-put first. All work happens under a `std::sync::Mutex` held for O(log n) map
-//! operations only; blob bytes are shared as `Arc` so `get` copies them outside the lock.
+//! Both keep their entries in one [`fv_lru::LruTtlMap`] (the map the router's sticky table
+//! uses too). An entry is used only when it is put, so eviction is oldest-put first and the TTL
+//! runs from the last put; expired entries are invisible at once and purged lazily, on the
+//! next call that touches the store. The clock is tokio's (`tokio::time::Instant`, handed to the
+//! map as a std `Instant`), so tests can pause and advance it. All work happens under a
+//! `std::sync::Mutex` held for O(log n) map operations only; blob bytes are shared as `Arc` so
+//! `get` copies them outside the lock.
 
-use crate::ordered::PutOrdered;
 use crate::{BlobStore, SessionStore, StoreError};
 use async_trait::async_trait;
 use fv_core::ContinuationState;
+use fv_lru::LruTtlMap;
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Default [`MemoryStoreConfig::capacity`]: 1024 sessions.
 pub const DEFAULT_SESSION_CAPACITY: usize = 1024;
@@ -31,6 +34,19 @@ pub const DEFAULT_BLOB_TTL: Duration = Duration::from_secs(3600);
 // is a few inserts/removes), so a poisoned lock is reused rather than propagated.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// tokio's clock (virtual under a paused test runtime) as the std `Instant` the map takes.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A map for a validated config (`capacity` is at least 1 there; 1 is the floor regardless).
+fn lru_map<V>(capacity: usize, ttl: Duration) -> LruTtlMap<String, V> {
+    LruTtlMap::new(
+        NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+        ttl,
+    )
 }
 
 fn check_ttl(ttl: Duration) -> Result<(), StoreError> {
@@ -77,20 +93,30 @@ impl MemoryStoreConfig {
 
 /// In-memory [`SessionStore`]: bounded by [`MemoryStoreConfig::capacity`], entries expire
 /// [`MemoryStoreConfig::ttl`] after their last put. `Default` uses the default config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemorySessionStore {
     config: MemoryStoreConfig,
-    states: Mutex<PutOrdered<ContinuationState>>,
+    states: Mutex<LruTtlMap<String, ContinuationState>>,
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::with_valid(MemoryStoreConfig::default())
+    }
 }
 
 impl MemorySessionStore {
     /// Validates `config` and creates an empty store.
     pub fn new(config: MemoryStoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        Ok(Self {
+        Ok(Self::with_valid(config))
+    }
+
+    fn with_valid(config: MemoryStoreConfig) -> Self {
+        Self {
+            states: Mutex::new(lru_map(config.capacity, config.ttl)),
             config,
-            states: Mutex::default(),
-        })
+        }
     }
 
     pub fn config(&self) -> &MemoryStoreConfig {
@@ -100,7 +126,7 @@ impl MemorySessionStore {
     /// Live (unexpired) sessions held.
     pub fn len(&self) -> usize {
         let mut states = lock(&self.states);
-        states.purge_expired(Instant::now(), self.config.ttl);
+        states.purge_expired(now());
         states.len()
     }
 
@@ -116,20 +142,13 @@ impl SessionStore for MemorySessionStore {
         session_id: &str,
         state: ContinuationState,
     ) -> Result<(), StoreError> {
-        let mut states = lock(&self.states);
-        let now = Instant::now();
-        states.purge_expired(now, self.config.ttl);
-        if !states.contains(session_id) && states.len() >= self.config.capacity {
-            states.pop_oldest();
-        }
-        states.insert(session_id.to_string(), state, now);
+        // Expired states and, when full, the oldest-put one make room inside `insert`.
+        lock(&self.states).insert(session_id.to_string(), state, now());
         Ok(())
     }
 
     async fn get_state(&self, session_id: &str) -> Result<Option<ContinuationState>, StoreError> {
-        let mut states = lock(&self.states);
-        states.purge_expired(Instant::now(), self.config.ttl);
-        Ok(states.get(session_id).map(|slot| slot.value.clone()))
+        Ok(lock(&self.states).get(session_id, now()).cloned())
     }
 
     async fn drop_session(&self, session_id: &str) -> Result<(), StoreError> {
@@ -207,9 +226,10 @@ struct Blob {
     data: Arc<Vec<u8>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Blobs {
-    blobs: PutOrdered<Blob>,
+    /// Bounded by `max_blobs`; the byte budget is enforced on top, in `put`.
+    blobs: LruTtlMap<String, Blob>,
     by_session: HashMap<String, HashSet<String>>,
     total_bytes: usize,
 }
@@ -232,7 +252,7 @@ impl Blobs {
     }
 
     fn evict_oldest(&mut self) -> bool {
-        match self.blobs.pop_oldest() {
+        match self.blobs.pop_lru() {
             Some((id, blob)) => {
                 self.forget(&id, &blob);
                 true
@@ -241,8 +261,8 @@ impl Blobs {
         }
     }
 
-    fn purge_expired(&mut self, now: Instant, ttl: Duration) {
-        for (id, blob) in self.blobs.purge_expired(now, ttl) {
+    fn purge_expired(&mut self, now: Instant) {
+        for (id, blob) in self.blobs.purge_expired(now) {
             self.forget(&id, &blob);
         }
     }
@@ -250,35 +270,51 @@ impl Blobs {
 
 /// In-memory [`BlobStore`], bounded by total bytes, blob size and blob count; blobs expire
 /// [`MemoryBlobConfig::ttl`] after their put. `Default` uses the default config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryBlobStore {
     config: MemoryBlobConfig,
     inner: Mutex<Blobs>,
+}
+
+impl Default for MemoryBlobStore {
+    fn default() -> Self {
+        Self::with_valid(MemoryBlobConfig::default())
+    }
 }
 
 impl MemoryBlobStore {
     /// Validates `config` and creates an empty store.
     pub fn new(config: MemoryBlobConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        Ok(Self {
+        Ok(Self::with_valid(config))
+    }
+
+    fn with_valid(config: MemoryBlobConfig) -> Self {
+        Self {
+            inner: Mutex::new(Blobs {
+                blobs: lru_map(config.max_blobs, config.ttl),
+                by_session: HashMap::new(),
+                total_bytes: 0,
+            }),
             config,
-            inner: Mutex::default(),
-        })
+        }
     }
 
     pub fn config(&self) -> &MemoryBlobConfig {
         &self.config
     }
 
-    fn live(&self) -> MutexGuard<'_, Blobs> {
+    /// The lock, with expired blobs purged, and the time it was read at.
+    fn live(&self) -> (MutexGuard<'_, Blobs>, Instant) {
         let mut inner = lock(&self.inner);
-        inner.purge_expired(Instant::now(), self.config.ttl);
-        inner
+        let now = now();
+        inner.purge_expired(now);
+        (inner, now)
     }
 
     /// Live blobs held.
     pub fn len(&self) -> usize {
-        self.live().blobs.len()
+        self.live().0.blobs.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -287,15 +323,16 @@ impl MemoryBlobStore {
 
     /// Sum of the sizes of live blobs.
     pub fn total_bytes(&self) -> usize {
-        self.live().total_bytes
+        self.live().0.total_bytes
     }
 
     /// Owner, mime and size of a live blob.
     pub fn blob_info(&self, blob_id: &str) -> Option<BlobInfo> {
-        self.live().blobs.get(blob_id).map(|slot| BlobInfo {
-            session_id: slot.value.session_id.clone(),
-            mime: slot.value.mime.clone(),
-            len: slot.value.data.len(),
+        let (inner, now) = self.live();
+        inner.blobs.get(blob_id, now).map(|blob| BlobInfo {
+            session_id: blob.session_id.clone(),
+            mime: blob.mime.clone(),
+            len: blob.data.len(),
         })
     }
 }
@@ -311,38 +348,36 @@ impl BlobStore for MemoryBlobStore {
             });
         }
         let blob_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut inner = lock(&self.inner);
-        let now = Instant::now();
-        inner.purge_expired(now, self.config.ttl);
+        let (mut inner, now) = self.live();
         // size <= max_blob_bytes <= max_total_bytes, so evicting everything always makes room.
-        while (inner.total_bytes + size > self.config.max_total_bytes
-            || inner.blobs.len() >= self.config.max_blobs)
-            && inner.evict_oldest()
-        {}
+        while inner.total_bytes + size > self.config.max_total_bytes && inner.evict_oldest() {}
+        let blob = Blob {
+            session_id: session_id.to_string(),
+            mime: mime.to_string(),
+            data: Arc::new(data),
+        };
+        // The map itself keeps the count at `max_blobs`, evicting the oldest.
+        let inserted = inner.blobs.insert(blob_id.clone(), blob, now);
+        for (id, old) in inserted.evicted {
+            inner.forget(&id, &old);
+        }
         inner.total_bytes += size;
         inner
             .by_session
             .entry(session_id.to_string())
             .or_default()
             .insert(blob_id.clone());
-        inner.blobs.insert(
-            blob_id.clone(),
-            Blob {
-                session_id: session_id.to_string(),
-                mime: mime.to_string(),
-                data: Arc::new(data),
-            },
-            now,
-        );
         Ok(blob_id)
     }
 
     async fn get(&self, blob_id: &str) -> Result<Vec<u8>, StoreError> {
-        let data = self
-            .live()
-            .blobs
-            .get(blob_id)
-            .map(|slot| Arc::clone(&slot.value.data));
+        let data = {
+            let (inner, now) = self.live();
+            inner
+                .blobs
+                .get(blob_id, now)
+                .map(|blob| Arc::clone(&blob.data))
+        };
         // The copy happens after the lock is released.
         match data {
             Some(data) => Ok(data.as_ref().clone()),

@@ -56,23 +56,26 @@ fn a_full_section_parses() {
 #[test]
 fn parse_errors_name_the_key() {
     let cases = [
-        (json!({"kind": "s3"}), "store.kind: unknown variant `s3`"),
-        (json!({"ttl": 5}), "store.ttl: unknown field `ttl`"),
+        (
+            json!({"kind": "s3"}),
+            "store.kind: expected one of memory, filesystem, redis, got string \"s3\"",
+        ),
+        (json!({"ttl": 5}), "store.ttl: unknown field"),
         (
             json!({"redis": {"url": "redis://x", "urll": 1}}),
-            "store.redis.urll: unknown field `urll`",
+            "store.redis.urll: unknown field (did you mean url?)",
         ),
         (
             json!({"sessions": {"capacity": "ten"}}),
-            "store.sessions.capacity: invalid type",
+            "store.sessions.capacity: expected an integer (1..=1000000), got string \"ten\"",
         ),
         (
             json!({"filesystem": {"fsync": true}}),
-            "store.filesystem: missing field `path`",
+            "store.filesystem.path: missing required field",
         ),
         (
             json!({"filesystem": {"path": "/x", "fsync": "yes"}}),
-            "store.filesystem.fsync: invalid type",
+            "store.filesystem.fsync: expected a boolean (true or false), got string \"yes\"",
         ),
     ];
     for (value, expected) in cases {
@@ -101,14 +104,14 @@ fn validation_reports_every_problem_with_its_path() {
     });
     let err = c.validate().expect_err("invalid");
     let mut expected = vec![
-        "store.ttl_seconds: must be 1..=2592000 (got 0)",
-        "store.sessions.capacity: must be 1..=1000000 (got 0)",
-        "store.blobs.max_blobs: must be 1..=10000000 (got 0)",
+        "store.ttl_seconds: must be in 1..=2592000 (got 0)",
+        "store.sessions.capacity: must be in 1..=1000000 (got 0)",
+        "store.blobs.max_blobs: must be in 1..=10000000 (got 0)",
         "store.blobs.max_blob_bytes: must not exceed store.blobs.max_total_bytes (60 > 50)",
         "store.inline_max_bytes: must be below store.blobs.max_blob_bytes (100 >= 60), or no field could ever move",
         "store.filesystem: required when store kind is filesystem",
         "store.redis.key_prefix: must be 1..=64 bytes (got 0)",
-        "store.redis.op_timeout_ms: must be 1..=600000 (got 0)",
+        "store.redis.op_timeout_ms: must be in 1..=600000 (got 0)",
     ];
     let mut got = problems(&err);
     got.sort();
@@ -144,7 +147,7 @@ fn validation_reports_every_problem_with_its_path() {
         problems(&c.validate().expect_err("blank path")),
         vec![
             "store.filesystem.path: must not be blank",
-            "store.filesystem.sweep_interval_seconds: must be 1..=86400 (got 0)"
+            "store.filesystem.sweep_interval_seconds: must be in 1..=86400 (got 0)"
         ]
     );
 }

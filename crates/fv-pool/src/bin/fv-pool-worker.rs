@@ -32,13 +32,17 @@ fn build(init: &WorkerInit) -> Result<Box<dyn Generator>, String> {
     };
     let ms = |key: &str| Duration::from_millis(payload[key].as_u64().unwrap_or(0));
     let listed = |key: &str| {
-        payload[key]
-            .as_array()
-            .is_some_and(|ids| ids.iter().any(|id| id.as_u64() == Some(u64::from(init.worker_id))))
+        payload[key].as_array().is_some_and(|ids| {
+            ids.iter()
+                .any(|id| id.as_u64() == Some(u64::from(init.worker_id)))
+        })
     };
     std::thread::sleep(ms("boot_ms"));
     if listed("fail_boot") {
-        return Err(format!("worker {} was told to fail its boot", init.worker_id));
+        return Err(format!(
+            "worker {} was told to fail its boot",
+            init.worker_id
+        ));
     }
     let mock = MockGenerator::new(MockGeneratorConfig {
         segment_time: ms("segment_ms"),

@@ -201,7 +201,9 @@ pub(crate) fn decode_to_worker(tag: u8, body: &[u8]) -> Result<ToWorker, IpcErro
 pub(crate) fn decode_from_worker(tag: u8, mut body: Vec<u8>) -> Result<FromWorker, IpcError> {
     if tag == FRAME {
         let Some(split) = body.len().checked_sub(FRAME_TRAILER) else {
-            return Err(IpcError::malformed("frame message shorter than its trailer"));
+            return Err(IpcError::malformed(
+                "frame message shorter than its trailer",
+            ));
         };
         let mut d = Dec::new(&body[split..]);
         let run_id = d.u64()?;
@@ -517,7 +519,9 @@ impl<'a> Dec<'a> {
             num_frames: self.u32()?,
             fps: self.u32()?,
             image_path: match self.bool()? {
-                true => Some(PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(self.bytes()?))),
+                true => Some(PathBuf::from(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(self.bytes()?),
+                )),
                 false => None,
             },
             state: self.opt_state()?,

@@ -15,7 +15,9 @@ mod io;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use codec::{decode_from_worker, decode_to_worker, encode_from_worker, encode_to_worker};
+pub(crate) use codec::{
+    decode_from_worker, decode_to_worker, encode_from_worker, encode_to_worker,
+};
 pub(crate) use io::{read_message, read_message_sync, write_frame_sync, write_message_sync};
 
 use fv_core::{AudioTrack, ContinuationState, Frame, GenerateError, GenerationRequest};

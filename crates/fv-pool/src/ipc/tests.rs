@@ -178,16 +178,24 @@ fn sync_and_async_readers_read_what_was_written_and_report_a_clean_end() {
         let (tag, body) = read_message_sync(&mut cursor).unwrap();
         assert_eq!(&decode_from_worker(tag, body).unwrap(), message);
     }
-    assert!(matches!(read_message_sync(&mut cursor), Err(IpcError::Closed)));
+    assert!(matches!(
+        read_message_sync(&mut cursor),
+        Err(IpcError::Closed)
+    ));
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut reader = stream.as_slice();
         for message in &messages {
             let (tag, body) = read_message(&mut reader).await.unwrap();
             assert_eq!(&decode_from_worker(tag, body).unwrap(), message);
         }
-        assert!(matches!(read_message(&mut reader).await, Err(IpcError::Closed)));
+        assert!(matches!(
+            read_message(&mut reader).await,
+            Err(IpcError::Closed)
+        ));
         // Cut inside a message: an IO error, not a clean end.
         let mut cut = &stream[..stream.len() - 3];
         let mut last = None;
@@ -253,7 +261,10 @@ fn each_limit_is_enforced_with_a_clear_error() {
     let err = decode_to_worker(tag, &body).unwrap_err().to_string();
     assert!(err.contains("1 unexpected bytes"), "{err}");
     let err = decode_to_worker(0x45, &[]).unwrap_err().to_string();
-    assert!(err.contains("unknown tag 0x45"), "sent the wrong way: {err}");
+    assert!(
+        err.contains("unknown tag 0x45"),
+        "sent the wrong way: {err}"
+    );
     let (tag, mut body) = split(&encode_from_worker(&FromWorker::Warmed { error: None }).unwrap());
     body[0] = 2;
     let err = decode_from_worker(tag, body).unwrap_err().to_string();

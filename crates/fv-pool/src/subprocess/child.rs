@@ -34,7 +34,10 @@ impl Child {
     /// Starts the worker. A dedicated thread forks it and then waits for it: the worker asks
     /// the kernel for `PR_SET_PDEATHSIG`, which fires when the *thread* that forked it exits,
     /// so that thread must outlive the process (it does: it exits only after reaping it).
-    pub(super) async fn spawn(command: &WorkerCommand, launch: Launch<'_>) -> std::io::Result<Self> {
+    pub(super) async fn spawn(
+        command: &WorkerCommand,
+        launch: Launch<'_>,
+    ) -> std::io::Result<Self> {
         let mut cmd = Command::new(&command.program);
         cmd.args(&command.args)
             .envs(command.env.iter().map(|(k, v)| (k, v)))
@@ -176,7 +179,13 @@ mod tests {
 
     #[test]
     fn exit_statuses_read_like_an_operator_expects() {
-        assert_eq!(describe(ExitStatus::from_raw(3 << 8)), "exited with status 3");
-        assert_eq!(describe(ExitStatus::from_raw(9)), "killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            describe(ExitStatus::from_raw(3 << 8)),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe(ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
     }
 }

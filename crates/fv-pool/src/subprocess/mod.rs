@@ -201,7 +201,9 @@ impl SubprocessPool {
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            PoolError::InvalidConfig("a SubprocessPool must be started within a tokio runtime".into())
+            PoolError::InvalidConfig(
+                "a SubprocessPool must be started within a tokio runtime".into(),
+            )
         })?;
         let spawn_error = |worker_id: u32, e: std::io::Error| PoolError::Spawn {
             worker_id,
@@ -279,7 +281,11 @@ impl SubprocessPool {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(handle);
         }
-        tracing::info!(workers, warmup = shared.warmup_enabled, "GPU worker processes starting");
+        tracing::info!(
+            workers,
+            warmup = shared.warmup_enabled,
+            "GPU worker processes starting"
+        );
         Ok(this)
     }
 

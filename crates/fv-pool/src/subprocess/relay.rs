@@ -93,7 +93,8 @@ pub(super) async fn relay(
                     audio: finished.audio,
                 });
                 if let Err(e) = &done {
-                    run.span.in_scope(|| tracing::debug!(error = %e, "run ended without a result"));
+                    run.span
+                        .in_scope(|| tracing::debug!(error = %e, "run ended without a result"));
                 }
                 deliver(&run.events, &run.cancel, RunEvent::Done(done)).await;
                 continue;
@@ -121,7 +122,11 @@ fn stray(run_id: u64) -> IpcError {
 /// Hands `event` to the consumer, waiting while it is behind, but not once the run is
 /// cancelled (the event is then dropped if there is no room). A consumer that is gone
 /// cancels the run.
-pub(super) async fn deliver(events: &mpsc::Sender<RunEvent>, cancel: &CancelToken, event: RunEvent) {
+pub(super) async fn deliver(
+    events: &mpsc::Sender<RunEvent>,
+    cancel: &CancelToken,
+    event: RunEvent,
+) {
     if cancel.is_cancelled() {
         if let Err(mpsc::error::TrySendError::Closed(_)) = events.try_send(event) {
             cancel.cancel();

@@ -4,10 +4,10 @@
 use super::Settings;
 use super::child::{Child, Launch, visible_device};
 use super::relay::{ActiveRun, Current, deliver, lock, relay};
+use crate::RunEvent;
 use crate::ipc::{self, FromWorker, Init, ToWorker};
 use crate::state::Shared;
 use crate::worker::{CANCEL_POLL, Command, RunCommand};
-use crate::RunEvent;
 use fv_core::GenerateError;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,10 +70,10 @@ impl Supervisor {
             let max = self.settings.max_restarts;
             // A worker that cannot even start the first time is excluded at once (a broken
             // GPU or model does not get better by retrying); one that served is restarted.
-            let restart =
-                !(first && starting) && failures <= max && !self.shared.is_closed();
+            let restart = !(first && starting) && failures <= max && !self.shared.is_closed();
             first = false;
-            self.shared.process_down(worker, reason.clone(), restart, starting);
+            self.shared
+                .process_down(worker, reason.clone(), restart, starting);
             if let Some(run) = run {
                 fail_run(run, GenerateError::Failed(format!("GPU worker {reason}")));
             }
@@ -118,7 +118,10 @@ impl Supervisor {
         tracing::info!(worker, pid, "worker process started");
 
         let limit = self.settings.start_timeout;
-        let start = tokio::time::timeout(limit, start_up(&self.listener, &self.settings, worker, &child));
+        let start = tokio::time::timeout(
+            limit,
+            start_up(&self.listener, &self.settings, worker, &child),
+        );
         tokio::pin!(start);
         let started = loop {
             tokio::select! {
@@ -281,7 +284,9 @@ async fn start_up(
     if settings.warmup.is_some() {
         match receive(&mut reader).await.map_err(closed)? {
             FromWorker::Warmed { error: None } => {}
-            FromWorker::Warmed { error: Some(e) } => return Err(format!("failed its warm-up: {e}")),
+            FromWorker::Warmed { error: Some(e) } => {
+                return Err(format!("failed its warm-up: {e}"));
+            }
             other => return Err(format!("said {other:?} instead of warmed")),
         }
     }
@@ -327,7 +332,9 @@ async fn start_run(
         Err(e) => {
             shared.run_finished(worker, false);
             let error = GenerateError::InvalidRequest(format!("cannot be sent to the worker: {e}"));
-            tokio::spawn(async move { deliver(&events, &cancel, RunEvent::Done(Err(error))).await });
+            tokio::spawn(
+                async move { deliver(&events, &cancel, RunEvent::Done(Err(error))).await },
+            );
             return Ok(());
         }
     };
@@ -372,13 +379,17 @@ fn fail_run(run: ActiveRun, error: GenerateError) {
     run.span
         .in_scope(|| tracing::warn!(error = %error, "run ended by the pool"));
     // Delivery may wait for a slow consumer; the supervisor must not.
-    tokio::spawn(async move { deliver(&run.events, &run.cancel, RunEvent::Done(Err(error))).await });
+    tokio::spawn(
+        async move { deliver(&run.events, &run.cancel, RunEvent::Done(Err(error))).await },
+    );
 }
 
 /// A run sent to a worker that cannot take it (only possible in a race with its death).
 fn refuse(run: RunCommand, why: &str) {
     let error = GenerateError::Failed(format!("GPU worker unavailable: {why}"));
-    tokio::spawn(async move { deliver(&run.events, &run.cancel, RunEvent::Done(Err(error))).await });
+    tokio::spawn(
+        async move { deliver(&run.events, &run.cancel, RunEvent::Done(Err(error))).await },
+    );
 }
 
 /// Waits for `Shutdown` (or the pool's end), refusing runs meanwhile.

@@ -94,6 +94,11 @@ pub struct ServeConfig {
     /// its REST server then; this binary only streams).
     #[serde(default)]
     pub streaming: StreamingConfig,
+    /// fv-stream addition: where session snapshots (continuation state and its blobs) live:
+    /// `memory` (default), `filesystem` or `redis`; a shared Redis lets a session resume on
+    /// another replica. See fv-store's README for every key.
+    #[serde(default)]
+    pub store: fv_store::StoreConfig,
 }
 
 /// `server:`.
@@ -127,6 +132,7 @@ impl ServeConfig {
             server: ServerSection::default(),
             default_request: DefaultRequest::default(),
             streaming: StreamingConfig::default(),
+            store: fv_store::StoreConfig::default(),
         }
     }
 
@@ -210,9 +216,7 @@ impl ServeConfig {
                 // `num_gpus` is range-checked to 1..=1024 and the ordinal to 3 digits.
                 let gpus = self.generator.engine.num_gpus.clamp(1, 1024) as u32;
                 let workers = pool.num_workers.unwrap_or(gpus);
-                (0..workers)
-                    .map(|i| Some(base as u32 + i % gpus))
-                    .collect()
+                (0..workers).map(|i| Some(base as u32 + i % gpus)).collect()
             }
             None | Some(ModelDevice::Cpu) => vec![None; pool.num_workers.unwrap_or(1) as usize],
         }
@@ -288,14 +292,8 @@ impl ServeConfig {
                 ),
             ));
         }
-        if st.store.blob_max_bytes > st.store.blob_max_total_bytes {
-            problems.push(Problem::new(
-                "streaming.store.blob_max_bytes",
-                format!(
-                    "must not exceed streaming.store.blob_max_total_bytes ({} > {})",
-                    st.store.blob_max_bytes, st.store.blob_max_total_bytes
-                ),
-            ));
+        for p in self.store.problems("store") {
+            problems.push(Problem::new(p.path, p.message));
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `streaming:` — FastVideo's streaming keys plus this server's own (admission, limits,
-//! encoding, logs, stores); every key is documented in `docs/config.md`.
+//! encoding, logs); every key is documented in `docs/config.md`.
 
 use super::DEFAULT_WARMUP_PROMPT;
 use schemars::JsonSchema;
@@ -70,8 +70,6 @@ pub struct StreamingConfig {
     /// How often idle sessions are checked for timeouts.
     #[schemars(range(min = 10, max = 60_000))]
     pub reaper_interval_ms: u64,
-    /// Bounds of the in-memory session-state and blob stores.
-    pub store: StoreSection,
 }
 
 impl Default for StreamingConfig {
@@ -98,7 +96,6 @@ impl Default for StreamingConfig {
             shutdown_grace_seconds: 30,
             session_log_dir: None,
             reaper_interval_ms: 1000,
-            store: StoreSection::default(),
         }
     }
 }
@@ -274,33 +271,4 @@ pub struct SafetySection {
     pub enabled: bool,
     /// Classifier weights.
     pub classifier_path: Option<String>,
-}
-
-/// `streaming.store:` — bounds of the in-memory session-state and blob stores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreSection {
-    /// Most saved session states kept; the oldest is evicted first.
-    #[schemars(range(min = 1, max = 1_000_000))]
-    pub capacity: usize,
-    /// Lifetime of a saved state or blob.
-    #[schemars(range(min = 1, max = 2_592_000))]
-    pub ttl_seconds: u64,
-    /// All stored blobs together (the blob store is bounded; nothing writes blobs yet).
-    #[schemars(range(min = 1, max = 17_179_869_184_u64))]
-    pub blob_max_total_bytes: usize,
-    /// One stored blob; at most `blob_max_total_bytes`.
-    #[schemars(range(min = 1, max = 268_435_456))]
-    pub blob_max_bytes: usize,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        Self {
-            capacity: 1024,
-            ttl_seconds: 3600,
-            blob_max_total_bytes: 256 * 1024 * 1024,
-            blob_max_bytes: 64 * 1024 * 1024,
-        }
-    }
 }

@@ -72,10 +72,23 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "streaming.shutdown_grace_seconds",
         "streaming.session_log_dir",
         "streaming.reaper_interval_ms",
-        "streaming.store.capacity",
-        "streaming.store.ttl_seconds",
-        "streaming.store.blob_max_total_bytes",
-        "streaming.store.blob_max_bytes",
+        "store.kind",
+        "store.ttl_seconds",
+        "store.inline_max_bytes",
+        "store.sessions.capacity",
+        "store.sessions.max_state_bytes",
+        "store.blobs.max_total_bytes",
+        "store.blobs.max_blob_bytes",
+        "store.blobs.max_blobs",
+        "store.filesystem",
+        "store.filesystem.path",
+        "store.filesystem.fsync",
+        "store.filesystem.sweep_interval_seconds",
+        "store.redis",
+        "store.redis.url",
+        "store.redis.key_prefix",
+        "store.redis.op_timeout_ms",
+        "store.redis.connect_timeout_ms",
     ];
     let used: Vec<String> = used_column()
         .into_iter()
@@ -216,14 +229,22 @@ fn defaults_match_fastvideo_and_our_additions() {
         ),
         (30, None, 1000)
     );
+    let store = &c.store;
     assert_eq!(
         (
-            st.store.capacity,
-            st.store.ttl_seconds,
-            st.store.blob_max_total_bytes,
-            st.store.blob_max_bytes
+            store.kind,
+            store.ttl_seconds,
+            store.sessions.capacity,
+            store.blobs.max_total_bytes,
+            store.blobs.max_blob_bytes
         ),
-        (1024, 3600, 268_435_456, 67_108_864)
+        (
+            fv_store::StoreKind::Memory,
+            3600,
+            1024,
+            268_435_456,
+            67_108_864
+        )
     );
     let e = &c.generator.engine;
     assert_eq!(
@@ -288,11 +309,15 @@ fn workers_go_one_per_gpu_from_the_configured_device() {
     );
     // More workers than GPUs: round-robin. Fewer: the first GPUs.
     assert_eq!(
-        devices("  device: cuda\n  engine:\n    num_gpus: 2\nstreaming:\n  pool:\n    num_workers: 5\n"),
+        devices(
+            "  device: cuda\n  engine:\n    num_gpus: 2\nstreaming:\n  pool:\n    num_workers: 5\n"
+        ),
         [Some(0), Some(1), Some(0), Some(1), Some(0)]
     );
     assert_eq!(
-        devices("  device: cuda:1\n  engine:\n    num_gpus: 3\nstreaming:\n  pool:\n    num_workers: 2\n"),
+        devices(
+            "  device: cuda:1\n  engine:\n    num_gpus: 3\nstreaming:\n  pool:\n    num_workers: 2\n"
+        ),
         [Some(1), Some(2)]
     );
     // CPU (or no device, the mock): num_workers workers, no device, num_gpus irrelevant.
@@ -334,9 +359,13 @@ fn pool_mode_and_restart_keys_load_and_are_checked() {
     );
     assert_eq!(
         problems("    restart_backoff_ms: 5000\n    restart_backoff_max_ms: 1000\n"),
-        ["streaming.pool.restart_backoff_ms: must not exceed streaming.pool.restart_backoff_max_ms (5000 > 1000)"]
+        [
+            "streaming.pool.restart_backoff_ms: must not exceed streaming.pool.restart_backoff_max_ms (5000 > 1000)"
+        ]
     );
-    let p = problems("    restart_backoff_ms: 0\n    worker_stop_timeout_seconds: 0\n    max_restarts: 1001\n");
+    let p = problems(
+        "    restart_backoff_ms: 0\n    worker_stop_timeout_seconds: 0\n    max_restarts: 1001\n",
+    );
     assert_eq!(p.len(), 3, "{p:?}");
     assert!(p.iter().all(|p| p.starts_with("streaming.pool.")), "{p:?}");
 }

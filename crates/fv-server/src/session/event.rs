@@ -48,6 +48,8 @@ pub(crate) struct InitRequest {
     pub initial_image: Option<serde_json::Value>,
     /// State to continue from, stored before the first segment.
     pub continuation_state: Option<ContinuationState>,
+    /// A `resume_token` from an earlier session's `ltx2_stream_start`: continue that stream.
+    pub resume_token: Option<String>,
 }
 
 /// A segment request as sent; the session core validates it against the config.
@@ -78,6 +80,8 @@ pub(crate) enum Event {
         height: u32,
         fps: u32,
         num_frames: u32,
+        /// Token a new connection can present to continue this stream.
+        resume_token: Option<String>,
     },
     /// A segment starts (`segment_idx` is 0-based here).
     SegmentStart {

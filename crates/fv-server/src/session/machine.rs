@@ -40,8 +40,8 @@ pub const MAX_GUIDANCE: f64 = 100.0;
 pub(crate) enum Input {
     /// A client frame, as the protocol adapter parsed it.
     Client(ClientInput),
-    /// The init was applied (image persisted, state stored): the image's path, if any.
-    InitApplied(Result<Option<PathBuf>, Failure>),
+    /// The init was applied (image persisted, state hydrated, resume record read).
+    InitApplied(Result<Applied, Failure>),
     /// A queue position while waiting for a worker.
     Queue(QueuePosition),
     /// The wait for a worker ended: its id, or why none came.
@@ -52,8 +52,6 @@ pub(crate) enum Input {
     SegmentDone(Result<SegmentDone, Failure>),
     /// Answer to [`Action::LoadSnapshot`].
     SnapshotLoaded(Result<Option<ContinuationState>, Failure>),
-    /// Saving a continuation state failed.
-    StateSaveFailed(Failure),
     /// The session manager expired the session.
     Expired(Expiry),
     /// The server started draining: finish what runs, start nothing new.
@@ -83,10 +81,42 @@ pub(crate) enum Action {
     CancelSegment,
     /// Read the stored continuation state; answer with [`Input::SnapshotLoaded`].
     LoadSnapshot,
-    /// Store a continuation state; answer only on failure ([`Input::StateSaveFailed`]).
-    SaveState(ContinuationState),
+    /// Persist what a resume needs after a delivered segment (best effort: a store failure
+    /// is logged and counted, never the session's end).
+    Checkpoint(Checkpoint),
     /// The session is over: close the socket as the reason says, release everything.
     End(EndReason),
+}
+
+/// What applying an init produced.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Where the initial image was written, if one was sent.
+    pub image_path: Option<PathBuf>,
+    /// The stream's resume token (new, or the one presented).
+    pub resume_token: String,
+    /// Set when the init continued an earlier stream.
+    pub resumed: Option<Resumed>,
+}
+
+/// Where a resumed stream left off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Resumed {
+    /// Segments the stream had delivered.
+    pub segments: u32,
+    /// Its stream time at that point.
+    pub stream_time_ms: f64,
+}
+
+/// What to persist after a segment so another connection can resume the stream.
+#[derive(Debug)]
+pub(crate) struct Checkpoint {
+    /// The generator's state for the next segment (`None`: it keeps none).
+    pub state: Option<ContinuationState>,
+    /// Segments delivered so far.
+    pub segments: u32,
+    /// Stream time after them.
+    pub stream_time_ms: f64,
 }
 
 /// One segment to run.
@@ -134,6 +164,7 @@ pub(crate) struct SessionMachine {
     queue_reported: bool,
     preset: Option<String>,
     image_path: Option<PathBuf>,
+    resume_token: Option<String>,
     /// Stream time at which the next segment starts (sum of finished segments' durations).
     stream_time_ms: f64,
     actions: Vec<Action>,
@@ -151,6 +182,7 @@ impl SessionMachine {
             queue_reported: false,
             preset: None,
             image_path: None,
+            resume_token: None,
             stream_time_ms: 0.0,
             actions: Vec::new(),
         }
@@ -197,9 +229,7 @@ impl SessionMachine {
             Input::SegmentDone(result) => self.segment_done(result),
             Input::SnapshotLoaded(Ok(Some(state))) => self.send(Event::Snapshot(state)),
             Input::SnapshotLoaded(Ok(None)) => self.fail(Failure::NoState),
-            Input::SnapshotLoaded(Err(failure)) | Input::StateSaveFailed(failure) => {
-                self.fail(failure)
-            }
+            Input::SnapshotLoaded(Err(failure)) => self.fail(failure),
             Input::Expired(expiry) => self.expired(expiry),
             Input::Drain => {
                 self.draining = true;
@@ -256,13 +286,23 @@ impl SessionMachine {
         self.actions.push(Action::ApplyInit(init));
     }
 
-    fn init_applied(&mut self, result: Result<Option<PathBuf>, Failure>) {
+    fn init_applied(&mut self, result: Result<Applied, Failure>) {
         if self.phase != Phase::Applying {
             return;
         }
         match result {
-            Ok(image_path) => {
-                self.image_path = image_path;
+            Ok(applied) => {
+                self.image_path = applied.image_path;
+                self.resume_token = Some(applied.resume_token);
+                if let Some(resumed) = applied.resumed {
+                    if let Err(e) = self.session.resume_from(resumed.segments) {
+                        self.fail(Failure::BadState(format!(
+                            "session_init_v2.resume_token: the stream cannot continue: {e}"
+                        )));
+                        return;
+                    }
+                    self.stream_time_ms = resumed.stream_time_ms;
+                }
                 // The reaper may have fired between the frame's arrival and `set_busy`: the
                 // init then came too late, and the session ends as it would have a moment
                 // earlier.
@@ -308,6 +348,7 @@ impl SessionMachine {
             height: sampling.height,
             fps: sampling.fps,
             num_frames: sampling.num_frames,
+            resume_token: self.resume_token.clone(),
         });
         self.phase = Phase::Active;
         self.pump();
@@ -449,12 +490,14 @@ impl SessionMachine {
         match result {
             Ok(done) => {
                 self.stream_time_ms += done.duration_ms;
-                if let Some(state) = done.state {
-                    self.actions.push(Action::SaveState(state));
-                }
-                if let Err(e) = self.session.complete_segment() {
+                match self.session.complete_segment() {
+                    Ok(segments) => self.actions.push(Action::Checkpoint(Checkpoint {
+                        state: done.state,
+                        segments,
+                        stream_time_ms: self.stream_time_ms,
+                    })),
                     // `pump` never starts a segment past the cap or outside `Active`.
-                    self.bug(&e);
+                    Err(e) => self.bug(&e),
                 }
             }
             // The client left mid-segment; nobody is there to tell.

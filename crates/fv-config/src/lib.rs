@@ -1,4 +1,5 @@
-//! One config mechanism for every YAML the project reads: the config types are plain serde
+//! The one config mechanism for every YAML the project reads (its own crate, depending on nothing
+//! internal, so every layer — stores, prompts, servers, router — may use it): the config types are plain serde
 //! structs that also derive [`schemars::JsonSchema`]; their JSON schema is the single
 //! description of every key (type, range, allowed values, default, doc comment), and this
 //! module turns it into
@@ -31,7 +32,7 @@
 //! }
 //!
 //! let doc = serde_json::json!({"prot": 80, "max_sessions": 0});
-//! let checked = fv_runtime::schema::check::<Server>(&doc);
+//! let checked = fv_config::check::<Server>(&doc);
 //! let problems: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
 //! assert_eq!(problems, [
 //!     "prot: unknown field (did you mean port?)",
@@ -66,6 +67,18 @@ impl Problem {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+impl Problem {
+    /// The same problem for a section mounted at `prefix` (`path` becomes `prefix.path`).
+    pub fn under(self, prefix: &str) -> Self {
+        let path = match (prefix.is_empty(), self.path.is_empty()) {
+            (true, _) => self.path,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}.{}", self.path),
+        };
+        Self { path, ..self }
     }
 }
 

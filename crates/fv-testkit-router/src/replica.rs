@@ -1,10 +1,7 @@
-//! Router test helpers: start `fv_router` in-process on port 0, and [`ScriptedReplica`], a
-//! tiny replica whose health, capacity and per-session behaviour a test controls.
+//! [`ScriptedReplica`]: a replica stand-in whose health, capacity and sessions a test scripts.
 
-use crate::{Background, Client, http_get};
 use anyhow::{anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
-pub use fv_router::config::{ReplicaConfig, RouterConfig};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -15,98 +12,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-
-/// A router config for tests: `127.0.0.1:0`, fast probes (every 50 ms, 1 s timeout, unhealthy
-/// after 2 failures, back after 2 successes), short timeouts.
-pub fn router_config(replicas: &[String]) -> RouterConfig {
-    let mut c = RouterConfig::new(replicas.iter().map(ReplicaConfig::new).collect());
-    c.host = "127.0.0.1".into();
-    c.port = 0;
-    c.health_check.interval_seconds = 0.05;
-    c.health_check.timeout_seconds = 1.0;
-    c.health_check.failure_threshold = 2;
-    c.health_check.recovery_threshold = 2;
-    c.connect_timeout_seconds = 2.0;
-    c.first_frame_timeout_seconds = 5.0;
-    c.shutdown_grace_seconds = 5.0;
-    c
-}
-
-/// A router running on its own task; shut down when dropped.
-#[derive(Debug)]
-pub struct TestRouter {
-    pub addr: SocketAddr,
-    task: Background<fv_router::RouterError>,
-}
-
-impl TestRouter {
-    /// Binds `config` (its port should be 0) and serves it.
-    pub async fn start(config: RouterConfig) -> anyhow::Result<Self> {
-        let router = fv_router::Router::bind(config).await?;
-        let addr = router.local_addr()?;
-        let task = Background::spawn("router", |shutdown| router.serve(shutdown));
-        Ok(Self { addr, task })
-    }
-
-    /// Starts a router and waits until `healthy` of its replicas are healthy.
-    pub async fn start_ready(config: RouterConfig, healthy: usize) -> anyhow::Result<Self> {
-        let router = Self::start(config).await?;
-        router
-            .wait_for(&format!("{healthy} healthy replicas"), |s| {
-                s["healthy_replicas"].as_u64() == Some(healthy as u64)
-            })
-            .await?;
-        Ok(router)
-    }
-
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/v1/stream", self.addr)
-    }
-
-    /// Opens a WebSocket on the router's `/v1/stream`.
-    pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.ws_url()).await
-    }
-
-    /// `GET path`, returning status and body.
-    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        http_get(self.addr, path).await
-    }
-
-    /// The router's `/status` body.
-    pub async fn status(&self) -> anyhow::Result<Value> {
-        let (code, body) = self.get("/status").await?;
-        if code != 200 {
-            bail!("/status answered {code}: {body}");
-        }
-        Ok(serde_json::from_str(&body)?)
-    }
-
-    /// Polls `/status` (every 20 ms, up to 10 s) until `ok` holds.
-    pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let status = self.status().await?;
-            if ok(&status) {
-                return Ok(status);
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("router never reached: {what}; last /status: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Starts the graceful shutdown without waiting for it.
-    pub fn begin_shutdown(&mut self) {
-        self.task.stop();
-    }
-
-    /// Shuts down gracefully and waits until the router has stopped.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.task.shutdown().await
-    }
-}
 
 /// What a test controls and observes on a [`ScriptedReplica`].
 #[derive(Debug)]
@@ -288,16 +193,50 @@ impl Drop for ScriptedReplica {
     }
 }
 
+/// Largest request head the replica reads.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// A request head parsed by httparse: the head as received, its path and headers.
+#[derive(Debug)]
+struct Head {
+    raw: String,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Reads an HTTP request head; returns it and whatever was read past it.
-async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(String, Vec<u8>)> {
+async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(Head, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            return Ok((head, buf[end + 4..].to_vec()));
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(end) = req.parse(&buf)? {
+            let head = Head {
+                // Without the blank line that ends it.
+                raw: String::from_utf8_lossy(&buf[..end.saturating_sub(4)]).into_owned(),
+                path: req.path.unwrap_or("/").to_owned(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let value = String::from_utf8_lossy(h.value).trim().to_owned();
+                        (h.name.to_owned(), value)
+                    })
+                    .collect(),
+            };
+            return Ok((head, buf[end..].to_vec()));
         }
-        if buf.len() > 16 * 1024 {
+        if buf.len() > MAX_HEAD_BYTES {
             bail!("request head too large");
         }
         let n = stream.read(&mut chunk).await?;
@@ -308,25 +247,20 @@ async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(String, Vec<u8>)> 
     }
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 async fn serve_connection(mut stream: TcpStream, ctl: Arc<ReplicaControl>) {
     let Ok((head, rest)) = read_head(&mut stream).await else {
         return;
     };
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let is_upgrade = header(&head, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let path = head.path.clone();
+    let is_upgrade = head
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let refuse = ctl.upgrade_status.load(Ordering::SeqCst);
     if is_upgrade
         && refuse == 0
-        && let Some(key) = header(&head, "sec-websocket-key")
+        && let Some(key) = head.header("sec-websocket-key")
     {
-        push(&ctl.upgrade_heads, head.clone());
+        push(&ctl.upgrade_heads, head.raw.clone());
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
