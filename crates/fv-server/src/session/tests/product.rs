@@ -1,0 +1,1 @@
+//! `/ws` transcripts: every flow of dreamverse-facts.
