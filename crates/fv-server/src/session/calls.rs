@@ -72,6 +72,12 @@ pub(crate) async fn run_prompt(deps: PromptDeps, job: PromptJob) -> PromptDone {
             // ignores its timeout, so the worker never waits longer than the budget.
             match tokio::time::timeout(job.budget, work).await {
                 Err(_) => Err(PromptFailure::OverBudget(job.budget)),
+                // The enhancer tries its offline providers once the budget is spent; an answer
+                // that only came after the budget counts as over it, so the outcome does not
+                // depend on which of the two finished first.
+                Ok(_) if started.elapsed() >= job.budget => {
+                    Err(PromptFailure::OverBudget(job.budget))
+                }
                 Ok(Err(e)) => Err(PromptFailure::Failed(e.to_string())),
                 Ok(Ok(answer)) => Ok(answer),
             }
