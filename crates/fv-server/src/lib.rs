@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! //! let config = fv_server::config::ServeConfig::mock_defaults();
+//! let config = fv_server::config::ServeConfig::mock_defaults();
 //! let deps = fv_server::mock_deps(&config, std::time::Duration::ZERO)?;
 //! let server = fv_server::Server::bind(config, deps, fv_server::ServerOptions::default()).await?;
 //! println!("listening on {}", server.local_addr()?);
