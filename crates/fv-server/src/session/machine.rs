@@ -136,6 +136,9 @@ pub(crate) enum Action {
     },
     /// Forget the continuation state: the next segment starts fresh (a new rollout).
     ForgetState,
+    /// Keep the generator's state for the session's next segment (no resume records: the
+    /// product protocol has no resume).
+    KeepState(Option<ContinuationState>),
 }
 
 /// What applying an init produced.

@@ -416,7 +416,8 @@ impl SessionMachine {
 
     pub(super) fn product_segment_done(&mut self, result: Result<SegmentDone, Failure>) {
         match result {
-            Ok(_) => {
+            Ok(done) => {
+                self.actions.push(Action::KeepState(done.state));
                 self.product.failures = 0;
                 self.product.rollout_idx += 1;
                 if let Err(e) = self.session.complete_segment() {

@@ -361,6 +361,10 @@ impl Runtime {
                 self.last_state = None;
                 None
             }
+            Action::KeepState(state) => {
+                self.last_state = state;
+                None
+            }
             Action::Error(failure) => {
                 self.out.error(&failure, Some(&self.log)).await;
                 None

@@ -176,6 +176,10 @@ fn line(action: &Action) -> String {
         Action::StartTimer { timer, after } => format!("timer {timer:?} {}s", after.as_secs()),
         Action::Log { event, .. } => format!("log {event}"),
         Action::ForgetState => "forget_state".into(),
+        Action::KeepState(state) => format!(
+            "keep_state {}",
+            state.as_ref().map_or("-", |s| s.kind.as_str())
+        ),
     }
 }
 

@@ -71,14 +71,26 @@ fn next_seed(n: u32, seed: u32, prompt: &str) -> Vec<String> {
     ]
 }
 
-/// The segment done, then what the director did next.
+/// The segment done (its state kept for the next one), then what the director did next.
 fn seg_done(h: &mut Harness) -> Vec<String> {
-    h.feed(done(0, None))
+    let mut out = h.feed(done(0, None));
+    assert_eq!(out.first().map(String::as_str), Some("keep_state -"), "{out:?}");
+    out.remove(0);
+    out
 }
 
 fn rewrite_answer(h: &mut Harness, id: u64, n: usize) -> Vec<String> {
     let prompts: Vec<String> = (1..=n).map(|i| format!("r{i}")).collect();
     h.answer(id, Ok(prompts.iter().map(String::as_str).collect()))
+}
+
+#[test]
+fn the_generators_state_carries_to_the_next_segment_of_the_rollout() {
+    let mut h = product(6);
+    start(&mut h, preset(&["a", "b"]));
+    let out = h.feed(done(0, Some(state("ltx2.v1"))));
+    assert_eq!(out[0], "keep_state ltx2.v1");
+    assert_eq!(out[1..], next_seed(2, 1, "b"));
 }
 
 #[test]
