@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "fv-stream mock server: /v1/stream and /ws (Dreamverse) without a GPU")]
+#[command(
+    version,
+    about = "fv-stream mock server: /v1/stream and /ws (Dreamverse) without a GPU"
+)]
 struct Args {
     /// Address to listen on [default: 127.0.0.1, or server.host from --config]
     #[arg(long)]

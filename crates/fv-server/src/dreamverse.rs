@@ -2,7 +2,7 @@
 //! over the shared session core. Frames become session inputs, session events become the
 //! product's messages: 1-based `segment_idx` within a rollout, `step_complete` once per
 //! segment after its media, `null` for absent values, `error{message, error_code}`. The
-//! product's decisions (what runs next) are the session core's director (`session/product.rs`).
+//! product's decisions (what runs next) are the session core's director (`session/product/`).
 
 use crate::app::AppState;
 use crate::session::{

@@ -17,6 +17,7 @@
 
 mod calls;
 mod event;
+mod io;
 mod machine;
 mod product;
 mod prompting;

@@ -74,7 +74,11 @@ fn next_seed(n: u32, seed: u32, prompt: &str) -> Vec<String> {
 /// The segment done (its state kept for the next one), then what the director did next.
 fn seg_done(h: &mut Harness) -> Vec<String> {
     let mut out = h.feed(done(0, None));
-    assert_eq!(out.first().map(String::as_str), Some("keep_state -"), "{out:?}");
+    assert_eq!(
+        out.first().map(String::as_str),
+        Some("keep_state -"),
+        "{out:?}"
+    );
     out.remove(0);
     out
 }
