@@ -367,6 +367,14 @@ impl SessionMachine {
             return;
         }
         self.enhance_head();
+        let enhancing = self.session.settings().enhancement_enabled;
+        if let Some(head) = self.pending.front_mut()
+            && !enhancing
+            && matches!(head.enhance, Enhance::Waiting(_))
+        {
+            // Turned off while the call runs: the raw prompt goes now, the answer is dropped.
+            head.enhance = Enhance::Keep;
+        }
         let waiting = matches!(
             self.pending.front().map(|p| &p.enhance),
             Some(Enhance::Waiting(_))

@@ -295,20 +295,25 @@ impl SessionMachine {
         if self.running {
             return;
         }
+        if self.draining {
+            self.product_close_rollout(StreamCompleteReason::StopRequested);
+            return self.end(EndReason::Shutdown);
+        }
         match self.product.project {
             Project::Starting | Project::Idle => return,
             Project::Ending => return self.finish_project(),
             Project::Active => {}
         }
-        if self.draining {
-            self.product_close_rollout(StreamCompleteReason::StopRequested);
-            return self.end(EndReason::Shutdown);
-        }
         if let Some(reason) = self.product.pending_reset.take() {
             self.apply_reset(reason);
         }
+        if self.product.waiting_for_rewrite {
+            // Still at the cap (a manual reset does not reset the count): a rollout that was
+            // just opened is completed again at once.
+            return self.product_close_rollout(StreamCompleteReason::SegmentCap);
+        }
         let dv = &self.product;
-        if dv.rewrite.is_some() || dv.paused || dv.waiting_for_rewrite {
+        if dv.rewrite.is_some() || dv.paused {
             return;
         }
         if self.session.cap_reached() {

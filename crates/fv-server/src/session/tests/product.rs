@@ -163,9 +163,10 @@ fn a_manual_reset_at_the_cap_yields_start_reset_and_complete_again() {
             "forget_state",
             "send ltx2_stream_start total=2 iter=2 loop=false",
             "send seed_prompts_reset_applied manual_reset iter=2 dropped=0/0",
+            // A manual reset does not reset the cap count (facts §6.2).
+            "send stream_complete SegmentCap",
         ]
     );
-    // A manual reset does not reset the cap count (facts §6.2): still waiting.
     assert!(!h.machine.ended());
 }
 
@@ -662,6 +663,18 @@ fn failing_segments_are_reported_and_too_many_in_a_row_end_the_session() {
             "error worker_failed",
             "end error 1011 worker_failed"
         ]
+    );
+}
+
+#[test]
+fn a_drain_ends_an_idle_project_at_once() {
+    let mut h = product(6);
+    start(&mut h, preset(&["a"]));
+    msg(&mut h, ProductMsg::EndProject);
+    seg_done(&mut h);
+    assert_eq!(
+        h.feed(Input::Drain),
+        ["end shutdown 1001 server_shutdown"]
     );
 }
 

@@ -74,6 +74,20 @@ fn the_next_prompt_is_enhanced_while_the_segment_runs() {
 }
 
 #[test]
+fn turning_enhancement_off_while_a_call_runs_runs_the_raw_prompt_now() {
+    let mut h = harness(6);
+    h.active();
+    toggle(&mut h, Toggle::Enhancement(true));
+    h.ask("a fox");
+    assert_eq!(
+        toggle(&mut h, Toggle::Enhancement(false)),
+        ["start 0 a fox"]
+    );
+    // The late answer changes nothing.
+    assert!(h.answer(1, Ok(vec!["ENHANCED"])).is_empty());
+}
+
+#[test]
 fn enhancement_is_off_when_the_prompt_service_is_off() {
     let mut c = config();
     c.streaming.prompt.enabled = false;
