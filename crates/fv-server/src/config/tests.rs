@@ -52,6 +52,38 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "streaming.warmup.prompt",
         "streaming.warmup.timeout_seconds",
         "streaming.pool.num_workers",
+        "streaming.prompt.enabled",
+        "streaming.prompt.provider",
+        "streaming.prompt.model",
+        "streaming.prompt.timeout_ms",
+        "streaming.prompt.system_prompt_dir",
+        "streaming.prompt.providers",
+        "streaming.prompt.providers[].kind",
+        "streaming.prompt.providers[].name",
+        "streaming.prompt.providers[].base_url",
+        "streaming.prompt.providers[].api_key_env",
+        "streaming.prompt.providers[].model",
+        "streaming.prompt.providers[].priority",
+        "streaming.prompt.temperature",
+        "streaming.prompt.max_tokens",
+        "streaming.prompt.latency_budget_ms",
+        "streaming.prompt.offline_fallback",
+        "streaming.prompt.reload_interval_ms",
+        "streaming.prompt.auto_extension_budget_ms",
+        "streaming.prompt.rewrite_budget_ms",
+        "streaming.safety.enabled",
+        "streaming.safety.classifier_path",
+        "streaming.safety.threshold",
+        "streaming.safety.unsafe_label",
+        "streaming.safety.blocked_words",
+        "streaming.safety.blocked_patterns",
+        "streaming.safety.on_unavailable",
+        "streaming.audio",
+        "streaming.service_name",
+        "streaming.dreamverse.enabled",
+        "streaming.dreamverse.session_limit_seconds",
+        "streaming.dreamverse.presets_file",
+        "streaming.dreamverse.max_consecutive_failures",
         "streaming.max_sessions",
         "streaming.max_sessions_per_ip",
         "streaming.allowed_origins",
@@ -193,7 +225,12 @@ fn defaults_match_fastvideo_and_our_additions() {
             st.prompt.model.as_str(),
             st.prompt.timeout_ms
         ),
-        (false, PromptProvider::Cerebras, "gpt-oss-120b", 20000)
+        (
+            false,
+            fv_prompt::ProviderKind::Cerebras,
+            "gpt-oss-120b",
+            20000
+        )
     );
     assert_eq!(
         (
