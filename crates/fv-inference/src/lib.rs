@@ -29,6 +29,7 @@ pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod latent_stats;
+mod ops;
 pub mod pipeline;
 mod rng;
 pub mod rope;

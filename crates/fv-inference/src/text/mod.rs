@@ -17,7 +17,6 @@ mod files;
 mod gemma;
 mod gemma_config;
 mod names;
-mod ops;
 mod tokenizer;
 
 pub use connectors::{CaptionEmbeddings, Ltx2TextConnectors};
