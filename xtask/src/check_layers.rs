@@ -18,14 +18,15 @@ use std::process::Command;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("fv-protocol", &[]),
     ("fv-core", &[]),
-    // The one bounded LRU + TTL map, shared by fv-store and fv-router.
+    // The one bounded LRU + TTL map, shared by fv-store, fv-router and fv-inference's
+    // caption-embedding cache.
     ("fv-lru", &[]),
     ("fv-session", &["fv-protocol", "fv-core"]),
     ("fv-encoder", &["fv-core"]),
     ("fv-store", &["fv-core", "fv-lru"]),
     ("fv-pool", &["fv-core", "fv-store"]),
     ("fv-prompt", &["fv-core"]),
-    ("fv-inference", &["fv-core"]),
+    ("fv-inference", &["fv-core", "fv-lru"]),
     // Process glue (signals, config files, logging, exit codes) for the app crates and bins.
     ("fv-runtime", &[]),
     (

@@ -413,6 +413,21 @@ impl Weights {
         Ok(())
     }
 
+    /// The same tensors on `device` in `dtype` (a copy; e.g. a single file's text
+    /// connectors, read with everything else onto the GPU, moved to where the text encoder
+    /// runs).
+    pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_device(device)?.to_dtype(dtype)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self {
+            tensors,
+            sources: self.sources.clone(),
+        })
+    }
+
     /// Number of tensors held.
     pub fn len(&self) -> usize {
         self.tensors.len()

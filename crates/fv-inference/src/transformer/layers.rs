@@ -350,7 +350,7 @@ impl CaptionProjection {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::test_util::{max_diff, seeded};
+    use crate::test_util::seeded;
 
     #[test]
     fn rope_split_by_another_head_count_rotates_each_chunk_of_the_width() {
