@@ -63,6 +63,8 @@ from make_text_fixtures import (  # noqa: E402
     init_gemma,
 )
 from make_vae_fixtures import TINY as VAE_TINY, init_decoder  # noqa: E402
+import make_continuation_fixtures  # noqa: E402
+from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 NAME = "pipeline_av_tiny"
@@ -134,6 +136,9 @@ VOCODER = dict(
     leaky_relu_negative_slope=0.1,
     output_sampling_rate=24000,
 )
+# The latent upsampler of the two-stage preset (make_upsampler_fixtures' x2 variant).
+UPSAMPLER = dict(in_channels=LATENT, mid_channels=32, num_blocks_per_stage=1, dims=3, spatial_upsample=True,
+                 temporal_upsample=False, rational_spatial_scale=2.0, use_rational_resampler=True)
 SCHEDULER = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95,
                  max_shift=2.05, base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
 # 64 wide, 96 high (2 x 3 latents), 17 frames (3 latent frames, 18 audio latent frames).
@@ -289,8 +294,24 @@ def main() -> None:
         raise SystemExit(f"waveform {tuple(waveform.shape)}, expected (1, 2, {want_samples})")
     sigmas_used = [round(float(s), 7) for s in pipe.scheduler.sigmas]
 
+    # The upsampler (two-stage preset) and the continuation references (issue 10).
+    upsampler = LTX2LatentUpsamplerModel(**UPSAMPLER).eval()
+    gen = torch.Generator().manual_seed(97531)
+    with torch.no_grad():
+        for name, p in upsampler.named_parameters():
+            if "norm" in name and name.endswith(".weight"):
+                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".weight"):
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    round_to_f16(upsampler)
+    make_continuation_fixtures.write(pipe, upsampler, {"frames": frames_u8, "tokens.audio": audio_tokens,
+                                                       "prompt": r["prompt"]}, seeded_normal, OUT, r["text_len"])
+
     pipe.to(torch.float16)
     pipe.save_pretrained(FOLDER)
+    upsampler.to(torch.float16).save_pretrained(os.path.join(FOLDER, "latent_upsampler"))
     tensors = {
         "noise": noise_packed.contiguous(),
         "audio_noise": audio_packed.contiguous(),

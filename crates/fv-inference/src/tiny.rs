@@ -5,13 +5,14 @@
 //! text connectors (2 × 16 heads, 4 registers), the joint audio-video transformer (2 blocks,
 //! video 4 heads × 16, audio 2 heads × 12, 32 caption channels), a video VAE (decoder blocks
 //! (8, 16, 32), encoder blocks (8, 16, 16, 32): the released 8× / 32× compression), an audio
-//! VAE (8 → 2 latent channels × 4 mel bins) and a vocoder (×4 to 24 kHz... at the tiny size:
-//! 16 kHz mel hop 160 → ×4 upsampling, 2 channels).
+//! VAE (2 latent channels × 4 mel bins, stereo), a vocoder with the released ×240 upsampling
+//! (24 kHz PCM, width 64) and a latent upsampler (×2, width 32) for the two-stage preset.
 
 use crate::audio_vae::{AudioVaeConfig, AudioVaeDecoder};
 use crate::rng::SplitMix64;
 use crate::text::{ConnectorsConfig, Gemma3TextEncoder, GemmaConfig, Ltx2TextConnectors};
 use crate::transformer::Ltx2VideoTransformer;
+use crate::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
 use crate::vae::{VaeConfig, VideoVaeDecoder};
 use crate::vae_encoder::VideoVaeEncoder;
 use crate::vae_encoder_config::VaeEncoderConfig;
@@ -28,7 +29,7 @@ pub const TINY_SEED: u64 = 0x1f2_2024;
 /// not the current tiny model.
 pub const MARKER_FILE: &str = "fv-tiny-model.json";
 /// The tiny model's layout version (bumped whenever the written components change).
-pub const TINY_MODEL_VERSION: &str = "ltx2-av-text-1";
+pub const TINY_MODEL_VERSION: &str = "ltx2-av-text-2";
 
 /// Whether `dir` holds the current tiny model (see [`MARKER_FILE`]).
 pub fn is_current(dir: &Path) -> bool {
@@ -174,6 +175,21 @@ pub fn connectors_config_json() -> serde_json::Value {
     })
 }
 
+/// The tiny latent upsampler's `config.json` (the released ×2 rational resampler at width 32),
+/// for the two-stage preset.
+pub fn upsampler_config_json() -> serde_json::Value {
+    serde_json::json!({
+        "in_channels": 8,
+        "mid_channels": 32,
+        "num_blocks_per_stage": 1,
+        "dims": 3,
+        "spatial_upsample": true,
+        "temporal_upsample": false,
+        "rational_spatial_scale": 2.0,
+        "use_rational_resampler": true
+    })
+}
+
 /// The tiny tokenizer (a Gemma-format BPE with byte fallback, made by
 /// `scripts/make_text_fixtures.py`).
 pub const TOKENIZER_JSON: &[u8] = include_bytes!("../assets/tiny_tokenizer.json");
@@ -280,10 +296,11 @@ fn write_component(
 }
 
 /// Writes the tiny model to `dir` in diffusers' pipeline layout (`text_encoder/`,
-/// `tokenizer/`, `connectors/`, `transformer/`, `vae/`, `audio_vae/`, `vocoder/`, each with
-/// its config and weights), creating `dir` if needed and overwriting those files. Load it
-/// with [`crate::Ltx2Pipeline::load`]; sizes are multiples of 64 pixels (2×2 latents at
-/// least) with `8k + 1` frames, e.g. 64×64 and 9 frames.
+/// `tokenizer/`, `connectors/`, `transformer/`, `vae/`, `audio_vae/`, `vocoder/`,
+/// `latent_upsampler/`, each with its config and weights) and the version marker, creating
+/// `dir` if needed and overwriting those files. Load it with [`crate::Ltx2Pipeline::load`];
+/// sizes are multiples of 32 pixels with 2×2 latents at least (64 and 128 with the two-stage
+/// preset) and `8k + 1` frames, e.g. 64×64 and 9 frames.
 pub fn write_random_model(dir: &Path) -> Result<()> {
     let mut rng = SplitMix64::new(TINY_SEED);
     let tjson = transformer_config_json();
@@ -299,6 +316,8 @@ pub fn write_random_model(dir: &Path) -> Result<()> {
     let ocfg = VocoderConfig::from_json(&ojson.to_string())?;
     let gcfg = GemmaConfig::from_json(&gjson.to_string())?;
     let ccfg = ConnectorsConfig::from_json(&cjson.to_string())?;
+    let ujson = upsampler_config_json();
+    let ucfg = LatentUpsamplerConfig::from_json(&ujson.to_string())?;
     let mut vae_names = VideoVaeDecoder::expected_weights(&vcfg)?;
     // The encoder shares latents_mean/latents_std with the decoder.
     vae_names.extend(
@@ -347,6 +366,14 @@ pub fn write_random_model(dir: &Path) -> Result<()> {
         st,
         "",
         &Ltx2TextConnectors::expected_weights(&ccfg),
+        &mut rng,
+    )?;
+    write_component(
+        &dir.join("latent_upsampler"),
+        &ujson,
+        st,
+        "",
+        &LatentUpsampler::expected_weights(&ucfg)?,
         &mut rng,
     )?;
     let tok = dir.join("tokenizer");

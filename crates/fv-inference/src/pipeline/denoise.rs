@@ -55,16 +55,13 @@ impl Conditioning {
         )?)
     }
 
-    /// `noise·m·s + clean·(1 − m·s)` for noise level `s` (1 at stage 1, σ₀ for a refine),
-    /// over `base` where nothing is clean: the stage's starting latents.
-    pub fn noised(&self, base: &Tensor, noise: &Tensor, s: f64) -> Result<Tensor> {
+    /// The stage's starting latents at noise level `s` (1 at stage 1, σ₀ for a refine):
+    /// `noise·m·s + clean·(1 − m·s)` (FastVideo's formula; diffusers' with `clean` zero
+    /// outside the conditioning tokens at stage 1).
+    pub fn noised(&self, noise: &Tensor, s: f64) -> Result<Tensor> {
         let ms = (self.mask_tensor()? * s)?;
         let keep = ms.affine(-1.0, 1.0)?; // 1 − m·s
-        // Where m = 1 the base (not the unused clean values) is what gets noised.
-        let m = self.mask_tensor()?;
-        let source =
-            (base.broadcast_mul(&m)? + self.clean.broadcast_mul(&m.affine(-1.0, 1.0)?)?)?;
-        Ok((noise.broadcast_mul(&ms)? + source.broadcast_mul(&keep)?)?)
+        Ok((noise.broadcast_mul(&ms)? + self.clean.broadcast_mul(&keep)?)?)
     }
 }
 

@@ -64,6 +64,32 @@ pub struct PipelineOptions {
     pub text_max_length: usize,
     /// Distinct prompts whose caption embeddings are kept.
     pub text_cache_prompts: usize,
+    /// The two-stage preset: stage 1 at half the requested width and height, then the latent
+    /// upsampler and this refine at full resolution (needs an upsampler). `None`: one stage
+    /// at the requested size.
+    pub refine: Option<Refine>,
+}
+
+/// The stage-2 refine of the two-stage preset (FastVideo's `preset_overrides.refine` and
+/// `stage_overrides.refine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refine {
+    /// Refine steps: 2 (FastVideo's streaming preset, sigmas `[0.909375, 0.421875]`) or 3
+    /// (the distilled refine, `[0.909375, 0.725, 0.421875]`).
+    pub steps: u32,
+    /// Re-noise the upsampled video and audio latents to σ₀ = 0.909375 before the refine
+    /// (`add_noise`; the distilled refine expects it).
+    pub add_noise: bool,
+}
+
+impl Refine {
+    /// FastVideo's streaming preset: 2 steps with re-noising.
+    pub fn streaming() -> Self {
+        Self {
+            steps: 2,
+            add_noise: true,
+        }
+    }
 }
 
 impl Default for PipelineOptions {
@@ -84,7 +110,14 @@ impl PipelineOptions {
             upsampler: None,
             text_max_length: DEFAULT_TEXT_LENGTH,
             text_cache_prompts: DEFAULT_TEXT_CACHE_PROMPTS,
+            refine: None,
         }
+    }
+
+    /// Sets [`refine`](Self::refine): the two-stage preset.
+    pub fn with_refine(mut self, refine: Refine) -> Self {
+        self.refine = Some(refine);
+        self
     }
 
     /// Sets [`dtype`](Self::dtype).
@@ -130,6 +163,9 @@ impl PipelineOptions {
     }
 
     fn check(&self) -> Result<()> {
+        if let Some(r) = &self.refine {
+            super::schedule::stage2_sigmas(r.steps)?;
+        }
         for (what, d) in [
             ("model", Some(self.dtype)),
             ("text encoder", self.text_encoder_dtype),
@@ -210,6 +246,13 @@ pub(crate) fn load(path: &Path, device: &Device, opts: &PipelineOptions) -> Resu
             device,
             opts.dtype,
         )?);
+    }
+    if opts.refine.is_some() && c.upsampler.is_none() {
+        return Err(InferenceError::Config(format!(
+            "the two-stage preset needs the latent upsampler: none given and no \
+             latent_upsampler/ in {} (generator.pipeline.components.upsampler_weights)",
+            path.display()
+        )));
     }
     check_consistent(&c)?;
     Ok(c)

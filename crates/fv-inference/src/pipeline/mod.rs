@@ -11,13 +11,18 @@
 //! it; `guidance_scale` and `negative_prompt` are ignored), nor image conditioning
 //! (`image_path` is ignored).
 
+pub mod condition;
+pub mod continuation;
 mod denoise;
 mod load;
+mod run;
 mod schedule;
 pub mod text_cache;
 
+pub use continuation::{Continuation, LTX2_STATE_KIND};
 pub use denoise::{Conditioning, Stage, StreamLatents};
-pub use load::{DEFAULT_TEXT_LENGTH, PipelineOptions};
+pub use load::{DEFAULT_TEXT_LENGTH, PipelineOptions, Refine};
+pub use run::{SegmentLatents, Stage1Latents};
 pub use schedule::{STAGE2_NOISE_SCALE, STAGE2_SIGMAS, sigmas_for, stage2_sigmas};
 pub use text_cache::TextCacheStats;
 
@@ -30,7 +35,7 @@ use crate::transformer::Ltx2VideoTransformer;
 use crate::upsampler::LatentUpsampler;
 use crate::vae::VideoVaeDecoder;
 use crate::vae_encoder::VideoVaeEncoder;
-use crate::vocoder::{Vocoder, to_audio_track};
+use crate::vocoder::Vocoder;
 use crate::yuv;
 use crate::{InferenceError, Result};
 use candle_core::{DType, Device, Tensor};
@@ -55,6 +60,16 @@ const DECODE_NOISE_SALT: i64 = 0x5eed_dec0;
 /// Mixed into the request seed for the audio noise.
 const AUDIO_NOISE_SALT: i64 = 0x5eed_a0d1;
 
+/// How a worker's continued segments got their `ltx2.v1` state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContinuationStats {
+    /// The state this worker made for its previous segment, still decoded in memory.
+    pub hot: u64,
+    /// A state decoded from its payload (PNG frames, safetensors audio): hydrated from a
+    /// snapshot, or made by another worker.
+    pub decoded: u64,
+}
+
 /// A latent grid: latent frames × rows × columns (one transformer token each).
 pub type LatentGrid = (usize, usize, usize);
 
@@ -70,7 +85,13 @@ pub struct Ltx2Pipeline {
     text: Ltx2TextEncoder,
     text_cache: TextCache,
     upsampler: Option<LatentUpsampler>,
+    /// The two-stage preset's refine, if configured.
+    refine: Option<Refine>,
     scheduler: SchedulerConfig,
+    /// The last state this worker made, decoded (see [`continuation`]); not shared by clones'
+    /// later segments, each worker keeps its own.
+    hot: Option<continuation::HotState>,
+    continuation_stats: ContinuationStats,
     /// Noise mixed into the latents before a timestep-conditioned VAE decodes them
     /// (diffusers' `decode_noise_scale`; 0 for an unconditioned VAE).
     decode_noise_scale: f32,
@@ -114,7 +135,10 @@ impl Ltx2Pipeline {
             text: c.text,
             text_cache: TextCache::new(opts.text_cache_prompts),
             upsampler: c.upsampler,
+            refine: opts.refine,
             scheduler: c.scheduler,
+            hot: None,
+            continuation_stats: ContinuationStats::default(),
             decode_noise_scale: 0.0,
             device: device.clone(),
         })
@@ -178,6 +202,11 @@ impl Ltx2Pipeline {
     /// distilled default).
     pub fn scheduler_config(&self) -> &SchedulerConfig {
         &self.scheduler
+    }
+
+    /// How this worker's continued segments got their state so far.
+    pub fn continuation_stats(&self) -> ContinuationStats {
+        self.continuation_stats
     }
 
     /// Caption-cache hits and misses so far (shared by the clones).
@@ -362,103 +391,6 @@ impl Ltx2Pipeline {
     /// The vocoder's output sample rate.
     pub fn audio_sample_rate(&self) -> u32 {
         self.vocoder.sample_rate()
-    }
-
-    /// Runs one request; see [`Generator::generate`].
-    fn run(
-        &mut self,
-        request: &GenerationRequest,
-        sink: &mut dyn GenerationSink,
-        cancel: &CancelToken,
-    ) -> std::result::Result<GenerationResult, GenerateError> {
-        let invalid = |e: InferenceError| GenerateError::InvalidRequest(e.to_string());
-        let failed = |e: InferenceError| match e {
-            InferenceError::Cancelled => GenerateError::Cancelled,
-            e => GenerateError::Failed(e.to_string()),
-        };
-        // Request-shaped errors are the client's; find them before any work.
-        if request.fps == 0 {
-            return Err(GenerateError::InvalidRequest("fps must be positive".into()));
-        }
-        let fps = request.fps as f32;
-        let grid = self
-            .latent_grid(request.width, request.height, request.num_frames)
-            .map_err(invalid)?;
-        let audio_frames = self
-            .audio_frames(request.num_frames, fps)
-            .map_err(invalid)?;
-        let scheduler = self
-            .schedule(request.num_inference_steps, grid)
-            .map_err(invalid)?;
-        self.text
-            .tokenizer()
-            .encode(&request.prompt, self.text.max_length())
-            .map_err(invalid)?;
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Cancelled);
-        }
-
-        let text = self.captions(&request.prompt).map_err(failed)?;
-        let stage = Stage {
-            video: StreamLatents {
-                tokens: self.initial_noise(request.seed, grid).map_err(failed)?,
-                condition: None,
-            },
-            audio: StreamLatents {
-                tokens: self
-                    .initial_audio_noise(request.seed, audio_frames)
-                    .map_err(failed)?,
-                condition: None,
-            },
-            video_coords: self.video_coords(grid, fps, 0.0).map_err(failed)?,
-            audio_coords: self.audio_coords(audio_frames).map_err(failed)?,
-            scheduler,
-            text: &text,
-        };
-        let total = request.num_inference_steps;
-        let mut done = 0;
-        let (video, audio) = self
-            .denoise(
-                stage,
-                &mut || {
-                    done += 1;
-                    sink.step(done, total);
-                },
-                cancel,
-            )
-            .map_err(failed)?;
-
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Cancelled);
-        }
-        let decoded = self.decode(&video, grid, request.seed).map_err(failed)?;
-        // The decode takes a while at real sizes: a client gone meanwhile gets no frames.
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Cancelled);
-        }
-        let frames = to_frames(&decoded, request.width, request.height).map_err(failed)?;
-        if frames.len() != request.num_frames as usize {
-            return Err(GenerateError::Failed(format!(
-                "the VAE decoded {} frames, {} were asked for",
-                frames.len(),
-                request.num_frames
-            )));
-        }
-        let mut frames = frames.into_iter().peekable();
-        while frames.peek().is_some() {
-            sink.frames(frames.by_ref().take(FRAME_BATCH).collect());
-        }
-
-        if cancel.is_cancelled() {
-            return Err(GenerateError::Cancelled);
-        }
-        let wave = self.decode_audio(&audio).map_err(failed)?;
-        let track = to_audio_track(&wave, self.audio_sample_rate()).map_err(failed)?;
-        Ok(GenerationResult {
-            frames: Vec::new(),
-            state: None,
-            audio: Some(track),
-        })
     }
 }
 
