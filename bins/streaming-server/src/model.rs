@@ -2,6 +2,7 @@
 //! `--config`, the tiny random-weight model made on first use in a cache directory.
 
 use anyhow::Context;
+use fv_inference::pipeline::PipelineOptions;
 use fv_inference::{DType, Device, Ltx2Pipeline};
 use fv_server::config::{ModelDevice, ModelDtype, ServeConfig};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ const DEFAULT_CONFIG: &str = include_str!("../../../configs/tiny-ltx2.yaml");
 
 /// The embedded default: the tiny model (written to `dir` if it is not there yet) on the CPU.
 pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
-    if !dir.join("transformer").join("config.json").is_file() {
+    if !fv_inference::tiny::is_current(dir) {
         // Written next to its final place, then renamed, so a half-written model (a server
         // killed mid-write) is never picked up.
         let parent = dir.parent().context("the model directory has no parent")?;
@@ -20,10 +21,16 @@ pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
             .with_context(|| format!("creating {}", parent.display()))?;
         let staging = tempfile::tempdir_in(parent)?;
         fv_inference::tiny::write_random_model(staging.path())?;
+        if dir.exists() {
+            // An older tiny model (another layout version): replaced.
+            tracing::info!(model = %dir.display(), "replacing an older tiny model");
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("removing the old model in {}", dir.display()))?;
+        }
         match std::fs::rename(staging.path(), dir) {
             Ok(()) => {}
             // Another server made it at the same time.
-            Err(_) if dir.join("transformer").join("config.json").is_file() => {}
+            Err(_) if fv_inference::tiny::is_current(dir) => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("moving the model to {}", dir.display()));
             }
@@ -50,15 +57,20 @@ pub fn default_model_dir() -> PathBuf {
     cache.join("fv-stream").join("tiny-ltx2")
 }
 
-/// Loads `generator.model_path` on `generator.device` in `generator.dtype`.
-pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
-    let model = Path::new(&config.generator.model_path);
-    let device = match config.generator.model_device() {
+fn open(device: Option<ModelDevice>, key: &str) -> anyhow::Result<Device> {
+    Ok(match device {
         None | Some(ModelDevice::Cpu) => Device::Cpu,
         Some(ModelDevice::Cuda(ordinal)) => {
-            fv_inference::open_cuda(ordinal).context("generator.device")?
+            fv_inference::open_cuda(ordinal).context(key.to_string())?
         }
-    };
+    })
+}
+
+/// Loads `generator.model_path` on `generator.device` in `generator.dtype`, the text encoder
+/// on `generator.text_encoder_device`.
+pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
+    let model = Path::new(&config.generator.model_path);
+    let device = open(config.generator.model_device(), "generator.device")?;
     let dtype = match config.generator.dtype {
         // The released weights are bf16, and f32 does not fit an 80 GB GPU (52 GB of
         // transformer weights alone); on the CPU f32 is both exact and fastest.
@@ -67,7 +79,16 @@ pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
         Some(ModelDtype::Bf16) => DType::BF16,
         Some(ModelDtype::F16) => DType::F16,
     };
-    let pipeline = Ltx2Pipeline::load_with(model, &device, dtype)
+    let mut options = PipelineOptions::new().with_dtype(dtype);
+    if let Some(text_device) = config.generator.text_encoder_device() {
+        let d = open(Some(text_device), "generator.text_encoder_device")?;
+        if d.is_cpu() && dtype != DType::F32 {
+            // candle's CPU matmuls are fastest in f32; the 12B encoder then takes 47 GB of RAM.
+            options = options.with_text_encoder_dtype(DType::F32);
+        }
+        options = options.with_text_encoder_device(d);
+    }
+    let pipeline = Ltx2Pipeline::load_with_options(model, &device, &options)
         .with_context(|| format!("loading the model from {}", model.display()))?;
     tracing::info!(?device, ?dtype, model = %model.display(), "model loaded");
     Ok(pipeline)

@@ -217,13 +217,21 @@ impl ServeConfig {
         if self.generator.model_path.trim().is_empty() {
             problems.push(Problem::new("generator.model_path", "must not be empty"));
         }
-        if let Some(device) = &self.generator.device
-            && ModelDevice::parse(device).is_none()
-        {
-            problems.push(Problem::new(
-                "generator.device",
-                format!("must be cpu, cuda or cuda:N, got {device:?}"),
-            ));
+        for (key, device) in [
+            ("generator.device", &self.generator.device),
+            (
+                "generator.text_encoder_device",
+                &self.generator.text_encoder_device,
+            ),
+        ] {
+            if let Some(device) = device
+                && ModelDevice::parse(device).is_none()
+            {
+                problems.push(Problem::new(
+                    key,
+                    format!("must be cpu, cuda or cuda:N, got {device:?}"),
+                ));
+            }
         }
         if self.server.host.trim().is_empty() {
             problems.push(Problem::new("server.host", "must not be empty".to_owned()));

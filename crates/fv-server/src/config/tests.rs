@@ -35,6 +35,7 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "generator.model_path",
         "generator.device",
         "generator.dtype",
+        "generator.text_encoder_device",
         "server.host",
         "server.port",
         "default_request.negative_prompt",
@@ -164,6 +165,14 @@ fn generator_device_and_dtype_parse_and_bad_spellings_name_the_key() {
     assert!(err.contains("generator.dtype"), "{err}");
     assert_eq!(ModelDevice::parse("cpu"), Some(ModelDevice::Cpu));
     assert_eq!(ModelDevice::parse("cuda"), Some(ModelDevice::Cuda(0)));
+    let text = "generator:\n  model_path: m\n  device: cuda\n  text_encoder_device: cpu\n";
+    let c = ServeConfig::from_yaml_str(text).expect("valid").config;
+    assert_eq!(c.generator.text_encoder_device(), Some(ModelDevice::Cpu));
+    let err =
+        ServeConfig::from_yaml_str("generator:\n  model_path: m\n  text_encoder_device: tpu\n")
+            .expect_err("tpu")
+            .to_string();
+    assert!(err.contains("generator.text_encoder_device"), "{err}");
 }
 
 #[test]
