@@ -18,7 +18,8 @@ use std::process::Command;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("fv-protocol", &[]),
     ("fv-core", &[]),
-    // The one bounded LRU + TTL map, shared by fv-store and fv-router.
+    // The one bounded LRU + TTL map, shared by fv-store, fv-router and fv-inference's
+    // caption-embedding cache.
     ("fv-lru", &[]),
     // The one config mechanism (schema check, key paths, docs), for every layer's config.
     ("fv-config", &[]),
@@ -27,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("fv-store", &["fv-core", "fv-lru", "fv-config"]),
     ("fv-pool", &["fv-core", "fv-store"]),
     ("fv-prompt", &["fv-core", "fv-config"]),
-    ("fv-inference", &["fv-core"]),
+    ("fv-inference", &["fv-core", "fv-lru"]),
     // Process glue (signals, config files, logging, exit codes) for the app crates and bins.
     ("fv-runtime", &["fv-config"]),
     (

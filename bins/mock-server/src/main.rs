@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "fv-stream mock server: /v1/stream without a GPU")]
+#[command(
+    version,
+    about = "fv-stream mock server: /v1/stream and /ws (Dreamverse) without a GPU"
+)]
 struct Args {
     /// Address to listen on [default: 127.0.0.1, or server.host from --config]
     #[arg(long)]
@@ -87,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let server = Server::bind(config, deps, options).await?;
     let addr = server.local_addr()?;
-    tracing::info!("mock server listening on http://{addr}/ (WebSocket /v1/stream)");
+    tracing::info!("mock server listening on http://{addr}/ (WebSockets /v1/stream and /ws)");
     fv_runtime::announce(&format!("listening on http://{addr}/"));
     server.serve(fv_server::shutdown_signal()).await?;
     Ok(())

@@ -2,6 +2,7 @@
 //! `--config`, the tiny random-weight model made on first use in a cache directory.
 
 use anyhow::Context;
+use fv_inference::pipeline::PipelineOptions;
 use fv_inference::{DType, Device, Ltx2Pipeline};
 use fv_server::ServerDeps;
 use fv_server::config::{ModelDevice, ModelDtype, PoolMode, ServeConfig};
@@ -14,7 +15,7 @@ const DEFAULT_CONFIG: &str = include_str!("../../../configs/tiny-ltx2.yaml");
 
 /// The embedded default: the tiny model (written to `dir` if it is not there yet) on the CPU.
 pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
-    if !dir.join("transformer").join("config.json").is_file() {
+    if !fv_inference::tiny::is_current(dir) {
         // Written next to its final place, then renamed, so a half-written model (a server
         // killed mid-write) is never picked up.
         let parent = dir.parent().context("the model directory has no parent")?;
@@ -22,10 +23,16 @@ pub fn default_config(dir: &Path) -> anyhow::Result<ServeConfig> {
             .with_context(|| format!("creating {}", parent.display()))?;
         let staging = tempfile::tempdir_in(parent)?;
         fv_inference::tiny::write_random_model(staging.path())?;
+        if dir.exists() {
+            // An older tiny model (another layout version): replaced.
+            tracing::info!(model = %dir.display(), "replacing an older tiny model");
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("removing the old model in {}", dir.display()))?;
+        }
         match std::fs::rename(staging.path(), dir) {
             Ok(()) => {}
             // Another server made it at the same time.
-            Err(_) if dir.join("transformer").join("config.json").is_file() => {}
+            Err(_) if fv_inference::tiny::is_current(dir) => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("moving the model to {}", dir.display()));
             }
@@ -67,7 +74,7 @@ pub fn deps(config: &ServeConfig) -> anyhow::Result<ServerDeps> {
         let pipeline = match loaded.get(&device) {
             Some(pipeline) => pipeline.clone(),
             None => {
-                let pipeline = load(config, device)?;
+                let pipeline = load(config, device, false)?;
                 loaded.insert(device, pipeline.clone());
                 pipeline
             }
@@ -84,19 +91,35 @@ pub fn worker_generator(
     device: Option<u32>,
 ) -> Result<Box<dyn fv_core::Generator>, String> {
     let visible = device.map(|_| 0);
-    load(config, visible)
+    load(config, visible, true)
         .map(|pipeline| Box::new(pipeline) as Box<dyn fv_core::Generator>)
         .map_err(|e| format!("{e:#}"))
 }
 
-/// Loads `generator.model_path` in `generator.dtype` on `cuda:N` (`Some(N)`), or on the CPU
-/// when `generator.device` is unset or `cpu` (`None`).
-pub fn load(config: &ServeConfig, gpu: Option<u32>) -> anyhow::Result<Ltx2Pipeline> {
+fn open(device: Option<ModelDevice>, key: &str) -> anyhow::Result<Device> {
+    Ok(match device {
+        None | Some(ModelDevice::Cpu) => Device::Cpu,
+        Some(ModelDevice::Cuda(ordinal)) => {
+            fv_inference::open_cuda(ordinal).context(key.to_string())?
+        }
+    })
+}
+
+/// Loads `generator.model_path` in `generator.dtype` on `cuda:N` (`gpu: Some(N)`), or on the
+/// CPU when `generator.device` is unset or `cpu`; the text encoder on
+/// `generator.text_encoder_device`. In a worker process (`in_worker`), which sees only its own
+/// GPU, a CUDA text encoder goes on that GPU too.
+pub fn load(
+    config: &ServeConfig,
+    gpu: Option<u32>,
+    in_worker: bool,
+) -> anyhow::Result<Ltx2Pipeline> {
     let model = Path::new(&config.generator.model_path);
     let device = match (config.generator.model_device(), gpu) {
-        (Some(ModelDevice::Cuda(_)), Some(ordinal)) => {
-            fv_inference::open_cuda(ordinal as usize).context("generator.device")?
-        }
+        (Some(ModelDevice::Cuda(_)), Some(ordinal)) => open(
+            Some(ModelDevice::Cuda(ordinal as usize)),
+            "generator.device",
+        )?,
         _ => Device::Cpu,
     };
     let dtype = match config.generator.dtype {
@@ -107,7 +130,22 @@ pub fn load(config: &ServeConfig, gpu: Option<u32>) -> anyhow::Result<Ltx2Pipeli
         Some(ModelDtype::Bf16) => DType::BF16,
         Some(ModelDtype::F16) => DType::F16,
     };
-    let pipeline = Ltx2Pipeline::load_with(model, &device, dtype)
+    let mut options = PipelineOptions::new().with_dtype(dtype);
+    if let Some(text_device) = config.generator.text_encoder_device() {
+        let text_device = match (text_device, gpu) {
+            (ModelDevice::Cuda(_), Some(ordinal)) if in_worker => {
+                ModelDevice::Cuda(ordinal as usize)
+            }
+            (other, _) => other,
+        };
+        let d = open(Some(text_device), "generator.text_encoder_device")?;
+        if d.is_cpu() && dtype != DType::F32 {
+            // candle's CPU matmuls are fastest in f32; the 12B encoder then takes 47 GB of RAM.
+            options = options.with_text_encoder_dtype(DType::F32);
+        }
+        options = options.with_text_encoder_device(d);
+    }
+    let pipeline = Ltx2Pipeline::load_with_options(model, &device, &options)
         .with_context(|| format!("loading the model from {}", model.display()))?;
     tracing::info!(?device, ?dtype, model = %model.display(), "model loaded");
     Ok(pipeline)

@@ -9,7 +9,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_streaming-server");
 #[test]
 fn starts_with_no_arguments_on_the_embedded_tiny_model() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
-    for run in ["first start makes the model", "second start reuses it"] {
+    // An older tiny model (the video-only layout of an earlier release) is replaced.
+    let model = cache.path().join("fv-stream/tiny-ltx2");
+    std::fs::create_dir_all(model.join("transformer"))?;
+    std::fs::write(model.join("transformer/config.json"), "{}")?;
+    for run in [
+        "first start replaces the old model",
+        "second start reuses it",
+    ] {
         let mut child = fv_testkit::ChildGuard::new(
             Command::new(BIN)
                 .args(["--port", "0"])
@@ -34,10 +41,9 @@ fn starts_with_no_arguments_on_the_embedded_tiny_model() -> anyhow::Result<()> {
             .strip_prefix("listening on http://")
             .map(|a| a.trim_end_matches('/').to_owned())
             .ok_or_else(|| anyhow::anyhow!("{run}: unexpected output {line:?}"))?;
-        let model = cache.path().join("fv-stream/tiny-ltx2");
         assert!(
-            model.join("transformer/config.json").is_file(),
-            "{run}: no model in {}",
+            fv_inference::tiny::is_current(&model) && model.join("audio_vae/config.json").is_file(),
+            "{run}: no current model in {}",
             model.display()
         );
         let rt = tokio::runtime::Runtime::new()?;

@@ -63,6 +63,47 @@ fn the_shipped_tiny_config_loads_and_fits_the_tiny_model() {
         .unwrap();
 }
 
+#[test]
+fn the_shipped_tiny_config_makes_frames_and_pcm_of_the_expected_length() {
+    use fv_core::Generator;
+    let loaded = ServeConfig::load(&repo_root().join("configs/tiny-ltx2.yaml")).unwrap();
+    let s = &loaded.config.default_request.sampling;
+    let dir = tempfile::tempdir().unwrap();
+    fv_inference::tiny::write_random_model(dir.path()).unwrap();
+    let mut pipeline =
+        fv_inference::Ltx2Pipeline::load(dir.path(), &fv_inference::Device::Cpu).unwrap();
+    let request = fv_core::GenerationRequest {
+        width: s.width,
+        height: s.height,
+        num_frames: s.num_frames,
+        fps: s.fps,
+        num_inference_steps: s.num_inference_steps,
+        seed: s.seed,
+        ..fv_core::GenerationRequest::new("a lighthouse at dusk, waves on the rocks")
+    };
+    let mut sink = fv_core::CollectingSink::default();
+    let result = pipeline
+        .generate(&request, &mut sink, &fv_core::CancelToken::new())
+        .unwrap();
+    assert_eq!(
+        sink.frames.len() + result.frames.len(),
+        s.num_frames as usize
+    );
+    let audio = result.audio.expect("the tiny model makes audio");
+    // round(frames / fps · 25) audio latent frames → 4·L − 3 mel frames of 10 ms → ×240
+    // samples at 24 kHz (17 frames at 24 fps: L = 18, 69 mel frames, 16 560 samples).
+    let latent = (f64::from(s.num_frames) / f64::from(s.fps) * 25.0).round_ties_even() as usize;
+    let per_channel = 240 * (4 * latent - 3);
+    assert_eq!((audio.sample_rate, audio.channels), (24_000, 2));
+    assert_eq!(audio.samples.len(), 2 * per_channel);
+    let seconds = per_channel as f64 / 24_000.0;
+    let video_seconds = f64::from(s.num_frames) / f64::from(s.fps);
+    assert!(
+        (seconds - video_seconds).abs() < 0.05,
+        "{seconds} s of audio for {video_seconds} s"
+    );
+}
+
 /// Runs the real binary with the tiny model and `extra` lines under `generator:`.
 fn run_with_generator_lines(extra: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();

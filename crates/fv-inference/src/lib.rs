@@ -1,34 +1,29 @@
-//! LTX-2 video generation in candle (CPU by default, NVIDIA GPUs with the `cuda` feature).
+//! LTX-2 video and audio generation in candle (CPU by default, NVIDIA GPUs with the `cuda`
+//! feature).
 //!
-//! What exists (see README.md): the LTX-2 video transformer's video stream
-//! ([`Ltx2VideoTransformer`]), its split 3-D RoPE ([`rope`]), the flow-matching Euler
-//! scheduler with the distilled sigma schedule ([`FlowMatchEulerScheduler`]), the video VAE
-//! decoder ([`VideoVaeDecoder`]), and weight loading by the real checkpoint names through one
-//! rename map ([`weights`]). Every piece, and one whole pipeline run, is checked against
-//! diffusers 0.42.1 on tiny seeded configurations by the crate's tests.
-//! [`Ltx2Pipeline`] puts them together behind `fv_core::Generator`: seeded noise → Euler steps
-//! → VAE decode → frames (in f32, bf16 or f16); [`tiny::write_random_model`] writes a tiny
-//! random-weight model it can run on any CPU. [`yuv`] turns decoded video into frames (RGB24,
-//! or I420 through our fused GPU kernel in the `cuda` module when the video is on a GPU), and
-//! [`timing`] times the pieces at the released size (`examples/gpu_check.rs`).
-//! The audio half: the transformer's audio stream and audio↔video cross-attention
-//! ([`Ltx2VideoTransformer::new_av`], [`Ltx2VideoTransformer::forward_av`]), the audio VAE
-//! decoder ([`AudioVaeDecoder`], latents → stereo mel) and the vocoder ([`Vocoder`], mel →
-//! 24 kHz stereo PCM, [`to_audio_track`]), each checked against diffusers too; the pipeline
-//! does not run them yet.
-//! [`text`] holds the text side (tokenizer, Gemma-3, connectors: [`Ltx2TextEncoder`]). The
-//! pipeline does not call it or the audio half yet (its text embeddings come from a
-//! precomputed file or a hashed pseudo-embedding of the prompt, see [`pipeline`]).
-//! The two-stage and continuation building blocks exist on their own too: the video VAE
-//! encoder ([`VideoVaeEncoder`], RGB frames → normalised latents), the stage-2 latent upsampler
-//! ([`LatentUpsampler`], normalised latents → ×2 height and width) and the latent statistics
-//! both use ([`LatentStatistics`]).
+//! [`Ltx2Pipeline`] runs the whole model behind `fv_core::Generator`: prompt → [`text`]
+//! (Gemma tokenizer, Gemma-3, connectors: [`Ltx2TextEncoder`], once per distinct prompt) →
+//! joint denoising of video and audio latents by the audio-video transformer
+//! ([`Ltx2VideoTransformer::forward_av`], split 3-D / 1-D RoPE in [`rope`], the Euler
+//! [`FlowMatchEulerScheduler`]) → the video VAE decoder ([`VideoVaeDecoder`]) → frames, and
+//! the audio VAE decoder ([`AudioVaeDecoder`]) → the vocoder ([`Vocoder`]) → 24 kHz stereo
+//! PCM ([`to_audio_track`]). The video VAE encoder ([`VideoVaeEncoder`]) and the latent
+//! upsampler ([`LatentUpsampler`], [`LatentStatistics`]) serve continuation and the stage-2
+//! refine. Weights load by the real checkpoint names through rename maps ([`weights`]);
+//! [`tiny::write_random_model`] writes a tiny random-weight model of every component that
+//! runs on any CPU. [`yuv`] turns decoded video into frames (RGB24, or I420 through our
+//! fused GPU kernel in the `cuda` module), and [`timing`] times the pieces at the released
+//! size (`examples/gpu_check.rs`). Every piece, and one whole pipeline run, is checked
+//! against diffusers 0.42.1 / transformers 5.25 on tiny seeded configurations by the crate's
+//! tests (README.md).
 
 pub mod audio_vae;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod files;
 pub mod latent_stats;
+mod ops;
 pub mod pipeline;
 mod rng;
 pub mod rope;

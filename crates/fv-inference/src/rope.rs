@@ -10,6 +10,7 @@
 //! per generation and cost O(tokens × width / 2).
 
 use crate::config::TransformerConfig;
+use crate::ops::linspace_f64;
 use crate::{InferenceError, Result};
 use candle_core::{Device, Tensor};
 
@@ -64,24 +65,6 @@ impl VideoCoords {
         }
         Ok(Self { coords: out })
     }
-}
-
-/// `torch.linspace(0, 1, steps)` in f64, with torch's symmetric evaluation.
-fn linspace_f64(steps: usize) -> Vec<f64> {
-    if steps == 1 {
-        return vec![0.0];
-    }
-    let step = 1.0 / (steps - 1) as f64;
-    let half = steps / 2;
-    (0..steps)
-        .map(|i| {
-            if i < half {
-                step * i as f64
-            } else {
-                1.0 - step * (steps - i - 1) as f64
-            }
-        })
-        .collect()
 }
 
 /// Per-head cos/sin tables for the split layout, each `[1, heads, tokens, head_dim / 2]`.

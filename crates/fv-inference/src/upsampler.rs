@@ -270,10 +270,10 @@ impl LatentUpsampler {
         dtype: DType,
     ) -> Result<Self> {
         let (cfg, files) = if path.is_dir() {
-            let cfg = LatentUpsamplerConfig::from_json(&crate::pipeline::read_text(
+            let cfg = LatentUpsamplerConfig::from_json(&crate::files::read_text(
                 &path.join("config.json"),
             )?)?;
-            (cfg, crate::pipeline::safetensors_in(path)?)
+            (cfg, crate::files::safetensors_files(path)?)
         } else if path.is_file() {
             (LatentUpsamplerConfig::ltx2(), vec![path.to_path_buf()])
         } else {

@@ -171,10 +171,8 @@ impl VideoVaeEncoder {
                 path.to_path_buf()
             };
             (
-                VaeEncoderConfig::from_json(&crate::pipeline::read_text(
-                    &dir.join("config.json"),
-                )?)?,
-                crate::pipeline::safetensors_in(&dir)?,
+                VaeEncoderConfig::from_json(&crate::files::read_text(&dir.join("config.json"))?)?,
+                crate::files::safetensors_files(&dir)?,
             )
         } else if path.is_file() {
             (VaeEncoderConfig::ltx2(), vec![path.to_path_buf()])

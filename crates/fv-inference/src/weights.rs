@@ -29,6 +29,17 @@ const OTHER_COMPONENT_PREFIXES: [&str; 5] = [
     "text_encoder.",
 ];
 
+/// First path segments (after the transformer prefix) of the text connectors' tensors in
+/// the single file, in both spellings.
+const CONNECTOR_PREFIXES: [&str; 6] = [
+    "video_embeddings_connector.",
+    "audio_embeddings_connector.",
+    "video_connector.",
+    "audio_connector.",
+    "text_embedding_projection.",
+    "connectors.",
+];
+
 /// Original-module → diffusers renames, applied as substring replacements (like diffusers'
 /// converter). The order matters only in that none of the patterns overlap after the
 /// leading-module renames handled separately below.
@@ -82,6 +93,12 @@ pub fn canonical_transformer_name(name: &str) -> Option<String> {
             n = rest;
             break;
         }
+    }
+    // The text connectors sit under the transformer's prefix in the single file; they are
+    // the text encoder's (`crate::text::canonical_connector_name`), ~1.4 B parameters the
+    // transformer must not hold.
+    if CONNECTOR_PREFIXES.iter().any(|p| n.starts_with(p)) {
+        return None;
     }
     let mut out = n.to_string();
     for (old, new) in LEADING_RENAMES {
@@ -394,6 +411,21 @@ impl Weights {
         self.sources.insert(canonical.clone(), source);
         self.tensors.insert(canonical, tensor);
         Ok(())
+    }
+
+    /// The same tensors on `device` in `dtype` (a copy; e.g. a single file's text
+    /// connectors, read with everything else onto the GPU, moved to where the text encoder
+    /// runs).
+    pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_device(device)?.to_dtype(dtype)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self {
+            tensors,
+            sources: self.sources.clone(),
+        })
     }
 
     /// Number of tensors held.

@@ -343,15 +343,19 @@ fn each_single_file_tensor_belongs_to_one_component() {
         "manifest_ltx2_vae_decoder.json",
         "manifest_ltx2_audio_vae_decoder.json",
         "manifest_ltx2_vocoder.json",
+        "manifest_ltx2_connectors.json",
     ] {
         single.extend(lightricks_names(file));
     }
-    assert_eq!(single.len(), 3510 + 92 + 58 + 194);
-    let maps: [fn(&str) -> Option<String>; 4] = [
+    // The connectors sit under the transformer's prefix; the transformer must leave them to
+    // the text encoder (~1.4 B parameters it would otherwise hold for nothing).
+    assert_eq!(single.len(), 3510 + 92 + 58 + 194 + 59);
+    let maps: [fn(&str) -> Option<String>; 5] = [
         canonical_transformer_name,
         canonical_vae_name,
         canonical_audio_vae_name,
         canonical_vocoder_name,
+        fv_inference::text::canonical_connector_name,
     ];
     for name in &single {
         let claimed = maps.iter().filter(|f| f(name).is_some()).count();

@@ -3,11 +3,11 @@
 
 use candle_core::{Device, Tensor};
 use fv_core::{
-    CancelToken, CollectingSink, Frame, GenerateError, GenerationRequest, GenerationSink, Generator,
+    AudioTrack, CancelToken, CollectingSink, Frame, GenerateError, GenerationRequest,
+    GenerationSink, Generator,
 };
-use fv_inference::pipeline::{MAX_LATENT_TOKENS, MAX_STEPS, TEXT_EMBEDDINGS_FILE, sigmas_for};
-use fv_inference::{DISTILLED_SIGMAS, Ltx2Pipeline, tiny};
-use std::collections::HashMap;
+use fv_inference::pipeline::{MAX_LATENT_TOKENS, MAX_STEPS, sigmas_for};
+use fv_inference::{Ltx2Pipeline, tiny};
 
 fn tiny_pipeline() -> (tempfile::TempDir, Ltx2Pipeline) {
     let dir = tempfile::tempdir().unwrap();
@@ -35,10 +35,18 @@ fn request(seed: i64) -> GenerationRequest {
 }
 
 fn run(p: &mut Ltx2Pipeline, r: &GenerationRequest) -> Result<CollectingSink, GenerateError> {
+    Ok(run_av(p, r)?.0)
+}
+
+/// The frames (in the sink) and the audio of one run.
+fn run_av(
+    p: &mut Ltx2Pipeline,
+    r: &GenerationRequest,
+) -> Result<(CollectingSink, AudioTrack), GenerateError> {
     let mut sink = CollectingSink::default();
     let result = p.generate(r, &mut sink, &CancelToken::new())?;
     sink.frames.extend(result.frames);
-    Ok(sink)
+    Ok((sink, result.audio.expect("the pipeline returns audio")))
 }
 
 fn bytes(frames: &[Frame]) -> Vec<u8> {
@@ -46,10 +54,24 @@ fn bytes(frames: &[Frame]) -> Vec<u8> {
 }
 
 #[test]
-fn reports_every_step_and_makes_the_requested_frames() {
+fn reports_every_step_and_makes_the_requested_frames_and_audio() {
     let (_dir, mut p) = tiny_pipeline();
-    assert!(!p.has_text_embeddings());
-    let sink = run(&mut p, &request(1)).unwrap();
+    let (sink, audio) = run_av(&mut p, &request(1)).unwrap();
+    // 9 frames at 24 fps = 0.375 s → round(9.375) = 9 audio latent frames → 4·9 − 3 = 33 mel
+    // frames of 10 ms → ×240 = 7920 samples per channel at 24 kHz, stereo, interleaved.
+    assert_eq!((audio.sample_rate, audio.channels), (24_000, 2));
+    assert_eq!(audio.samples.len(), 2 * 240 * 33);
+    assert!(
+        audio
+            .samples
+            .iter()
+            .all(|s| s.is_finite() && s.abs() <= 1.0)
+    );
+    let (lo, hi) = audio
+        .samples
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &s| (a.min(s), b.max(s)));
+    assert!(hi - lo > 1e-3, "the waveform is not flat: {lo}..{hi}");
     assert_eq!(sink.steps, vec![(1, 2), (2, 2)]);
     assert_eq!(sink.frames.len(), 9);
     assert!(
@@ -66,13 +88,19 @@ fn reports_every_step_and_makes_the_requested_frames() {
 #[test]
 fn same_seed_same_video_other_seed_or_prompt_other_video() {
     let (_dir, mut p) = tiny_pipeline();
-    let a = bytes(&run(&mut p, &request(5)).unwrap().frames);
-    assert_eq!(a, bytes(&run(&mut p, &request(5)).unwrap().frames));
+    let (sink, audio) = run_av(&mut p, &request(5)).unwrap();
+    let a = bytes(&sink.frames);
+    let (again, again_audio) = run_av(&mut p, &request(5)).unwrap();
+    assert_eq!(a, bytes(&again.frames));
+    assert_eq!(audio, again_audio);
+    assert_ne!(audio, run_av(&mut p, &request(6)).unwrap().1);
     assert_ne!(a, bytes(&run(&mut p, &request(6)).unwrap().frames));
     assert_ne!(a, bytes(&run(&mut p, &request(-5)).unwrap().frames));
     let mut other = request(5);
     other.prompt = "a blue whale".into();
-    assert_ne!(a, bytes(&run(&mut p, &other).unwrap().frames));
+    let (other_sink, other_audio) = run_av(&mut p, &other).unwrap();
+    assert_ne!(a, bytes(&other_sink.frames), "the prompt reaches the video");
+    assert_ne!(audio, other_audio, "the prompt reaches the audio");
     // A clone shares the weights and gives the same video.
     let mut clone = p.clone();
     assert_eq!(a, bytes(&run(&mut clone, &request(5)).unwrap().frames));
@@ -157,48 +185,108 @@ fn sizes_that_do_not_fit_the_compression_are_rejected() {
 }
 
 #[test]
-fn step_counts_resample_the_distilled_schedule() {
-    assert_eq!(sigmas_for(8), DISTILLED_SIGMAS.to_vec());
-    assert_eq!(sigmas_for(1), vec![1.0]);
-    let four = sigmas_for(4);
-    assert_eq!(four, vec![1.0, 0.9875, 0.975, 0.725]);
+fn step_counts_take_fastvideos_distilled_subsets() {
+    assert_eq!(sigmas_for(4), vec![1.0, 0.909375, 0.725, 0.421875]);
     let many = sigmas_for(MAX_STEPS);
     assert!(many.windows(2).all(|w| w[0] >= w[1] && w[1] > 0.0));
 }
 
 #[test]
-fn stored_text_embeddings_are_used_for_every_prompt() {
-    let (dir, _) = tiny_pipeline();
-    let embeds = Tensor::from_vec(
-        (0..5 * 24)
-            .map(|i| (i as f32 * 0.37).sin())
-            .collect::<Vec<_>>(),
-        (5, 24),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let mask = Tensor::new(&[1f32, 1., 1., 0., 0.], &Device::Cpu).unwrap();
-    let file = dir.path().join(TEXT_EMBEDDINGS_FILE);
-    let tensors = HashMap::from([
-        ("prompt_embeds".to_string(), embeds),
-        ("prompt_attention_mask".to_string(), mask),
-    ]);
-    candle_core::safetensors::save(&tensors, &file).unwrap();
-    let mut p = Ltx2Pipeline::load(dir.path(), &Device::Cpu).unwrap();
-    assert!(p.has_text_embeddings());
-    let a = bytes(&run(&mut p, &request(3)).unwrap().frames);
-    let mut other = request(3);
-    other.prompt = "something else entirely".into();
-    assert_eq!(a, bytes(&run(&mut p, &other).unwrap().frames));
-
-    // Wrong caption width is a load error, not a panic later.
-    let bad = Tensor::zeros((5, 23), candle_core::DType::F32, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&HashMap::from([("prompt_embeds".to_string(), bad)]), &file)
+fn the_text_encoder_runs_once_per_distinct_prompt() {
+    let (_dir, mut p) = tiny_pipeline();
+    let clone = p.clone();
+    let mut r = request(1);
+    run(&mut p, &r).unwrap();
+    r.seed = 2;
+    // Same tokens (the pipeline strips the prompt): a hit.
+    r.prompt = format!("  {} ", r.prompt);
+    run(&mut p, &r).unwrap();
+    r.prompt = "a different prompt".into();
+    run(&mut p, &r).unwrap();
+    let stats = p.text_cache_stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+    // Clones (other workers) share the cache.
+    assert_eq!(clone.text_cache_stats(), stats);
+    // The cached embeddings are what the encoder gives.
+    let direct = p.text_encoder().encode(&["a different prompt"]).unwrap();
+    let cached = p.captions("a different prompt").unwrap();
+    let diff = (direct.video - cached.video)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
         .unwrap();
+    assert_eq!(diff, 0.0);
+}
+
+/// Cancels the token when the first frames arrive (so before the audio decode).
+struct CancelOnFrames {
+    token: CancelToken,
+    frames: usize,
+}
+
+impl GenerationSink for CancelOnFrames {
+    fn step(&mut self, _step: u32, _total: u32) {}
+    fn frames(&mut self, frames: Vec<Frame>) {
+        self.frames += frames.len();
+        self.token.cancel();
+    }
+}
+
+#[test]
+fn cancel_is_checked_before_the_audio_decode() {
+    let (_dir, mut p) = tiny_pipeline();
+    let token = CancelToken::new();
+    let mut sink = CancelOnFrames {
+        token: token.clone(),
+        frames: 0,
+    };
+    assert_eq!(
+        p.generate(&request(1), &mut sink, &token),
+        Err(GenerateError::Cancelled)
+    );
+    assert_eq!(sink.frames, 9, "frames go out before the audio is decoded");
+}
+
+#[test]
+fn missing_or_mismatched_components_are_named() {
+    let (dir, _) = tiny_pipeline();
+    std::fs::rename(dir.path().join("audio_vae"), dir.path().join("moved")).unwrap();
     let err = Ltx2Pipeline::load(dir.path(), &Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("prompt_embeds"), "{err}");
+    assert!(err.contains("audio_vae"), "{err}");
+    std::fs::rename(dir.path().join("moved"), dir.path().join("audio_vae")).unwrap();
+
+    // A vocoder file with one tensor of the wrong shape: the error names the file and tensor.
+    let file = dir.path().join("vocoder").join(tiny::WEIGHTS_FILE);
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    tensors.insert(
+        "conv_out.bias".into(),
+        Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let err = Ltx2Pipeline::load(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv_out.bias") && err.contains("vocoder"),
+        "{err}"
+    );
+
+    // A transformer whose caption width differs from the connectors': a config error.
+    let (dir, _) = tiny_pipeline();
+    let cfg = dir.path().join("connectors").join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "\"connector_rope_base_seq_len\": 32",
+        "\"connector_rope_base_seq_len\": 0",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    assert!(Ltx2Pipeline::load(dir.path(), &Device::Cpu).is_err());
 }
 
 #[test]
@@ -225,14 +313,20 @@ fn a_timestep_conditioned_vae_decodes_at_the_chosen_timestep() {
     std::fs::write(dir.path().join("vae/config.json"), vcfg.to_string()).unwrap();
     let cfg = fv_inference::VaeConfig::from_json(&vcfg.to_string()).unwrap();
     let names = fv_inference::VideoVaeDecoder::expected_weights(&cfg).unwrap();
-    let mut tensors =
-        tiny::random_weights(&names, candle_core::DType::F32, &Device::Cpu, 9).unwrap();
+    let file = dir.path().join("vae").join(tiny::WEIGHTS_FILE);
+    // Keep the encoder's tensors, replace the decoder's by a conditioned decoder's.
+    let mut tensors: std::collections::HashMap<String, Tensor> =
+        candle_core::safetensors::load(&file, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("encoder."))
+            .collect();
+    tensors.extend(tiny::random_weights(&names, candle_core::DType::F32, &Device::Cpu, 9).unwrap());
     tensors.insert(
         "decoder.timestep_scale_multiplier".into(),
         Tensor::new(1000f32, &Device::Cpu).unwrap(),
     );
-    candle_core::safetensors::save(&tensors, dir.path().join("vae").join(tiny::WEIGHTS_FILE))
-        .unwrap();
+    candle_core::safetensors::save(&tensors, &file).unwrap();
     let load = || Ltx2Pipeline::load(dir.path(), &Device::Cpu).unwrap();
 
     let at = |t: f32, s: Option<f32>| {

@@ -1,6 +1,7 @@
-//! One full tiny pipeline run against the reference: diffusers' LTX2Pipeline loop (video
-//! stream) on a model folder diffusers itself saved. Fixtures made by
-//! scripts/make_pipeline_fixtures.py.
+//! One whole tiny pipeline run against the reference: prompt → tokens → Gemma-3 →
+//! connectors → joint audio-video denoising → video VAE decode + audio VAE decode → vocoder,
+//! compared with diffusers' own `LTX2Pipeline.__call__` on a pipeline folder diffusers itself
+//! saved. Fixtures made by scripts/make_pipeline_fixtures.py.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,9 +10,9 @@ use candle_core::{DType, Device, Tensor};
 use common::{fixture, max_abs_diff};
 use fv_core::{CancelToken, CollectingSink, GenerationRequest, Generator};
 use fv_inference::Ltx2Pipeline;
-use fv_inference::pipeline::{DenoiseJob, LatentGrid, TEXT_EMBEDDINGS_FILE};
+use fv_inference::pipeline::{LatentGrid, PipelineOptions, Stage, StreamLatents};
+use fv_inference::text::CaptionEmbeddings;
 use std::collections::HashMap;
-use std::path::Path;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -23,11 +24,12 @@ struct Reference {
 impl Reference {
     fn load() -> Self {
         let tensors =
-            candle_core::safetensors::load(fixture("pipeline_tiny.safetensors"), &Device::Cpu)
+            candle_core::safetensors::load(fixture("pipeline_av_tiny.safetensors"), &Device::Cpu)
                 .unwrap();
-        let meta =
-            serde_json::from_str(&std::fs::read_to_string(fixture("pipeline_tiny.json")).unwrap())
-                .unwrap();
+        let meta = serde_json::from_str(
+            &std::fs::read_to_string(fixture("pipeline_av_tiny.json")).unwrap(),
+        )
+        .unwrap();
         Self { tensors, meta }
     }
 
@@ -37,13 +39,17 @@ impl Reference {
             .unwrap_or_else(|| panic!("fixture has no `{name}`"))
     }
 
+    fn text_len(&self) -> usize {
+        self.meta["request"]["text_len"].as_u64().unwrap() as usize
+    }
+
     fn request(&self) -> GenerationRequest {
         let r = &self.meta["request"];
         let n = |k: &str| r[k].as_u64().unwrap() as u32;
         GenerationRequest {
             session_id: "parity".into(),
             segment_idx: 0,
-            prompt: "the stored embeddings are used for any prompt".into(),
+            prompt: r["prompt"].as_str().unwrap().to_string(),
             negative_prompt: None,
             seed: r["seed"].as_i64().unwrap(),
             num_inference_steps: n("steps"),
@@ -58,185 +64,251 @@ impl Reference {
     }
 }
 
-fn job(request: &GenerationRequest, grid: LatentGrid) -> DenoiseJob<'_> {
-    DenoiseJob {
-        grid,
-        fps: request.fps as f32,
-        steps: request.num_inference_steps,
-        prompt: &request.prompt,
-    }
+fn pipeline(reference: &Reference, dtype: DType) -> Ltx2Pipeline {
+    Ltx2Pipeline::load_with_options(
+        &fixture("pipeline_av_tiny"),
+        &Device::Cpu,
+        &PipelineOptions::new()
+            .with_dtype(dtype)
+            .with_text_max_length(reference.text_len()),
+    )
+    .unwrap()
 }
 
-/// Copies the fixture model folder without its scheduler config.
-fn without_scheduler(from: &Path, to: &Path) {
-    for sub in ["transformer", "vae"] {
-        std::fs::create_dir_all(to.join(sub)).unwrap();
-        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), to.join(sub).join(entry.file_name())).unwrap();
-        }
+/// The stage-1 run of `request` with caption embeddings `text` and the given starting tokens.
+fn denoise(
+    p: &Ltx2Pipeline,
+    request: &GenerationRequest,
+    text: &CaptionEmbeddings,
+    video: Tensor,
+    audio: Tensor,
+) -> (Tensor, Tensor) {
+    let grid = grid(p, request);
+    let fps = request.fps as f32;
+    let frames = audio.dim(1).unwrap();
+    p.denoise(
+        Stage {
+            video: StreamLatents {
+                tokens: video,
+                condition: None,
+            },
+            audio: StreamLatents {
+                tokens: audio,
+                condition: None,
+            },
+            video_coords: p.video_coords(grid, fps, 0.0).unwrap(),
+            audio_coords: p.audio_coords(frames).unwrap(),
+            scheduler: p.schedule(request.num_inference_steps, grid).unwrap(),
+            text,
+        },
+        &mut || {},
+        &CancelToken::new(),
+    )
+    .unwrap()
+}
+
+fn grid(p: &Ltx2Pipeline, r: &GenerationRequest) -> LatentGrid {
+    p.latent_grid(r.width, r.height, r.num_frames).unwrap()
+}
+
+#[test]
+fn whole_pipeline_matches_the_reference_step_by_step() {
+    let reference = Reference::load();
+    let p = pipeline(&reference, DType::F32);
+    let request = reference.request();
+    let grid = grid(&p, &request);
+    let frames = p
+        .audio_frames(request.num_frames, request.fps as f32)
+        .unwrap();
+    assert_eq!(
+        frames,
+        reference.meta["audio_latent_frames"].as_u64().unwrap() as usize
+    );
+
+    // The schedule: the 4-step subset shifted by the token count, as diffusers computed it.
+    let sched = p.schedule(request.num_inference_steps, grid).unwrap();
+    let want: Vec<f32> = reference.meta["sigmas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    for (a, b) in sched.sigmas().iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-6, "{:?} vs {want:?}", sched.sigmas());
     }
-    std::fs::copy(
-        from.join(TEXT_EMBEDDINGS_FILE),
-        to.join(TEXT_EMBEDDINGS_FILE),
+
+    let text = p.captions(&request.prompt).unwrap();
+    let e_cv = max_abs_diff(&text.video, reference.get("captions.video"));
+    let e_ca = max_abs_diff(&text.audio, reference.get("captions.audio"));
+    let noise = p.initial_noise(request.seed, grid).unwrap();
+    let audio_noise = p.initial_audio_noise(request.seed, frames).unwrap();
+    assert!(max_abs_diff(&noise, reference.get("noise")) <= 1e-6);
+    assert!(max_abs_diff(&audio_noise, reference.get("audio_noise")) <= 1e-6);
+
+    let (video, audio) = denoise(&p, &request, &text, noise.clone(), audio_noise.clone());
+    let e_tv = max_abs_diff(&video, reference.get("tokens.video"));
+    let e_ta = max_abs_diff(&audio, reference.get("tokens.audio"));
+    let decoded = p.decode(&video, grid, request.seed).unwrap();
+    let e_video = max_abs_diff(&decoded, reference.get("video"));
+    let wave = p.decode_audio(&audio).unwrap();
+    let e_wave = max_abs_diff(&wave, reference.get("waveform"));
+    println!(
+        "captions video {e_cv:.2e} audio {e_ca:.2e}; final tokens video {e_tv:.2e} audio \
+         {e_ta:.2e}; decoded video {e_video:.2e}; waveform {e_wave:.2e}"
+    );
+    for (what, e) in [
+        ("captions (video)", e_cv),
+        ("captions (audio)", e_ca),
+        ("video tokens", e_tv),
+        ("audio tokens", e_ta),
+        ("decoded video", e_video),
+        ("waveform", e_wave),
+    ] {
+        assert!(e <= TOLERANCE, "{what}: {e}");
+    }
+
+    // Plausible mistakes move the outputs far beyond the tolerance.
+    let swapped = CaptionEmbeddings {
+        video: text.audio.clone(),
+        audio: text.video.clone(),
+        mask: text.mask.clone(),
+    };
+    let (v, a) = denoise(&p, &request, &swapped, noise.clone(), audio_noise.clone());
+    let m_swap = (
+        max_abs_diff(&v, reference.get("tokens.video")),
+        max_abs_diff(&a, reference.get("tokens.audio")),
+    );
+    // The audio stream feeds the video stream: other audio noise alone moves the video.
+    let other_audio = p.initial_audio_noise(request.seed ^ 1, frames).unwrap();
+    let (v, _) = denoise(&p, &request, &text, noise.clone(), other_audio);
+    let m_audio_noise = max_abs_diff(&v, reference.get("tokens.video"));
+    // 1024 caption slots instead of the reference's 32: other registers, other captions.
+    let long = Ltx2Pipeline::load_with_options(
+        &fixture("pipeline_av_tiny"),
+        &Device::Cpu,
+        &PipelineOptions::new(),
     )
     .unwrap();
+    let long_text = long.captions(&request.prompt).unwrap();
+    let (v, a) = denoise(&long, &request, &long_text, noise, audio_noise);
+    let m_len = (
+        max_abs_diff(&v, reference.get("tokens.video")),
+        max_abs_diff(&a, reference.get("tokens.audio")),
+    );
+    println!(
+        "mutations: caption streams swapped {:.3}/{:.3}; other audio noise (video) \
+         {m_audio_noise:.3}; 1024 caption slots {:.3}/{:.3}",
+        m_swap.0, m_swap.1, m_len.0, m_len.1
+    );
+    for (what, e) in [
+        ("swapped captions (video)", m_swap.0),
+        ("swapped captions (audio)", m_swap.1),
+        ("audio noise → video", m_audio_noise),
+        ("text length (video)", m_len.0),
+        ("text length (audio)", m_len.1),
+    ] {
+        assert!(e > 100.0 * TOLERANCE, "{what} moved the output only {e}");
+    }
 }
 
-/// Runs the pipeline step by step and through `Generator::generate`, comparing every stage
-/// with the reference case `case` ("shifted" or "distilled").
-fn check_case(pipeline: &mut Ltx2Pipeline, reference: &Reference, case: &str) {
+#[test]
+fn generator_gives_the_reference_frames_and_pcm() {
+    let reference = Reference::load();
+    let mut p = pipeline(&reference, DType::F32);
     let request = reference.request();
-    let grid = pipeline
-        .latent_grid(request.width, request.height, request.num_frames)
-        .unwrap();
-    let want_grid = &reference.meta["latent_grid"];
-    assert_eq!(
-        [grid.0, grid.1, grid.2].map(|v| v as u64),
-        [0, 1, 2].map(|i| want_grid[i].as_u64().unwrap())
-    );
-
-    // Same noise from the same seed as the script's port of our generator.
-    let noise = pipeline.initial_noise(request.seed, grid).unwrap();
-    let noise_err = max_abs_diff(&noise, reference.get("noise"));
-    assert!(noise_err <= 1e-6, "noise differs by {noise_err}");
-
-    // The schedule (shifted by the token count or not) equals diffusers'.
-    let schedule = pipeline
-        .schedule(request.num_inference_steps, grid)
-        .unwrap();
-    let sigmas = Tensor::new(schedule.sigmas(), &Device::Cpu).unwrap();
-    let sigma_err = max_abs_diff(&sigmas, reference.get(&format!("{case}.sigmas")));
-    assert!(sigma_err <= 1e-6, "{case}: sigmas differ by {sigma_err}");
-
-    let mut steps = Vec::new();
-    let tokens = pipeline
-        .denoise(
-            noise,
-            &job(&request, grid),
-            &mut |s, t| steps.push((s, t)),
-            &CancelToken::new(),
-        )
-        .unwrap();
-    assert_eq!(steps.len(), request.num_inference_steps as usize);
-    let token_err = max_abs_diff(&tokens, reference.get(&format!("{case}.tokens")));
-    let video = pipeline.decode(&tokens, grid).unwrap();
-    let video_err = max_abs_diff(&video, reference.get(&format!("{case}.video")));
-    println!("{case}: final latents max abs error {token_err:.2e}, decoded video {video_err:.2e}");
-    assert!(
-        token_err <= TOLERANCE,
-        "{case}: latents differ by {token_err}"
-    );
-    assert!(
-        video_err <= TOLERANCE,
-        "{case}: video differs by {video_err}"
-    );
-
-    // The public Generator path gives the reference's u8 frames. A value within 1e-4 of a
-    // rounding boundary may land one level apart, nothing more.
     let mut sink = CollectingSink::default();
-    let result = pipeline
+    let result = p
         .generate(&request, &mut sink, &CancelToken::new())
         .unwrap();
+    assert_eq!(
+        sink.steps,
+        (1..=request.num_inference_steps)
+            .map(|s| (s, request.num_inference_steps))
+            .collect::<Vec<_>>()
+    );
     sink.frames.extend(result.frames);
-    let ours: Vec<u8> = sink.frames.iter().flat_map(|f| f.rgb().to_vec()).collect();
-    let theirs = reference
-        .get(&format!("{case}.frames"))
-        .to_dtype(DType::U8)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    assert_eq!(ours.len(), theirs.len());
-    let off: Vec<u8> = ours
+    let want = reference.get("frames"); // [F, H, W, 3] u8
+    assert_eq!(sink.frames.len(), want.dim(0).unwrap());
+    let want: Vec<u8> = want.flatten_all().unwrap().to_vec1().unwrap();
+    let got: Vec<u8> = sink.frames.iter().flat_map(|f| f.rgb().to_vec()).collect();
+    assert_eq!(got.len(), want.len());
+    // The reference rounds x·255 of (x+1)/2 from the same float video, which we match to
+    // ~1e-5: a value on a rounding boundary may land one level off.
+    let off: Vec<i16> = got
         .iter()
-        .zip(&theirs)
-        .map(|(a, b)| a.abs_diff(*b))
+        .zip(&want)
+        .map(|(&a, &b)| i16::from(a) - i16::from(b))
+        .filter(|d| *d != 0)
         .collect();
-    let worst = off.iter().copied().max().unwrap();
-    let differing = off.iter().filter(|&&d| d > 0).count();
-    println!(
-        "{case}: u8 frames: {differing} of {} values differ, by at most {worst}",
-        off.len()
-    );
-    assert!(worst <= 1, "{case}: a pixel differs by {worst}");
     assert!(
-        differing * 1000 <= off.len(),
-        "{case}: {differing} values differ"
+        off.iter().all(|d| d.abs() == 1),
+        "a pixel differs by more than one level"
     );
+    assert!(
+        off.len() * 1000 < got.len(),
+        "{} of {} values off",
+        off.len(),
+        got.len()
+    );
+    println!(
+        "u8 frames: {} of {} values one level off",
+        off.len(),
+        got.len()
+    );
+
+    let audio = result.audio.unwrap();
+    let wave: Vec<Vec<f32>> = reference.get("waveform").to_vec2().unwrap();
+    assert_eq!((audio.sample_rate, audio.channels), (24_000, 2));
+    assert_eq!(audio.samples.len(), 2 * wave[0].len());
+    let err = audio
+        .samples
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(i, lr)| (lr[0] - wave[0][i]).abs().max((lr[1] - wave[1][i]).abs()))
+        .fold(0f32, f32::max);
+    println!("PCM (interleaved) max abs error {err:.2e}");
+    assert!(err <= TOLERANCE, "PCM {err}");
 }
 
 #[test]
-fn pipeline_with_the_folders_shifting_scheduler_matches_the_reference() {
+fn bf16_stays_close_to_the_f32_reference() {
     let reference = Reference::load();
-    let mut p = Ltx2Pipeline::load(&fixture("pipeline_tiny"), &Device::Cpu).unwrap();
-    assert!(p.has_text_embeddings());
-    assert!(p.scheduler_config().use_dynamic_shifting);
-    check_case(&mut p, &reference, "shifted");
-}
-
-#[test]
-fn pipeline_without_a_scheduler_config_runs_the_distilled_sigmas() {
-    let reference = Reference::load();
-    let dir = tempfile::tempdir().unwrap();
-    without_scheduler(&fixture("pipeline_tiny"), dir.path());
-    let mut p = Ltx2Pipeline::load(dir.path(), &Device::Cpu).unwrap();
-    assert!(!p.scheduler_config().use_dynamic_shifting);
-    check_case(&mut p, &reference, "distilled");
-}
-
-#[test]
-fn a_bad_scheduler_config_is_a_load_error() {
-    let dir = tempfile::tempdir().unwrap();
-    without_scheduler(&fixture("pipeline_tiny"), dir.path());
-    std::fs::create_dir_all(dir.path().join("scheduler")).unwrap();
-    let file = dir.path().join("scheduler/scheduler_config.json");
-    std::fs::write(&file, "{\"use_dynamic_shifting\": \"often\"}").unwrap();
-    let err = Ltx2Pipeline::load(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("scheduler_config.json"), "{err}");
-    std::fs::write(&file, "{\"num_train_timesteps\": 0}").unwrap();
-    let err = Ltx2Pipeline::load(dir.path(), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("scheduler"), "{err}");
-}
-
-#[test]
-fn bf16_weights_stay_close_to_the_f32_reference() {
-    let reference = Reference::load();
-    let p = Ltx2Pipeline::load_with(&fixture("pipeline_tiny"), &Device::Cpu, DType::BF16).unwrap();
+    let p = pipeline(&reference, DType::BF16);
     assert_eq!(p.dtype(), DType::BF16);
     let request = reference.request();
-    let grid = p
-        .latent_grid(request.width, request.height, request.num_frames)
+    let grid = grid(&p, &request);
+    let frames = p
+        .audio_frames(request.num_frames, request.fps as f32)
         .unwrap();
+    let text = p.captions(&request.prompt).unwrap();
     let noise = p.initial_noise(request.seed, grid).unwrap();
-    let tokens = p
-        .denoise(
-            noise,
-            &job(&request, grid),
-            &mut |_, _| {},
-            &CancelToken::new(),
-        )
-        .unwrap();
-    let video = p.decode(&tokens, grid).unwrap();
-    assert_eq!(video.dtype(), DType::F32);
-    let want = reference.get("shifted.video");
-    let err = max_abs_diff(&video, want);
-    let range = max_abs_diff(want, &want.zeros_like().unwrap());
-    println!("bf16: decoded video max abs error {err:.3e} (values up to {range:.2})");
-    // bf16 keeps 8 bits of mantissa: the error is real but small against the signal (measured
-    // 4 % of the range after 8 steps of this random model; a dtype mix-up gives garbage, ~100 %),
-    // and clearly not zero (so the weights really were bf16).
+    let audio_noise = p.initial_audio_noise(request.seed, frames).unwrap();
+    let (video, audio) = denoise(&p, &request, &text, noise, audio_noise);
+    let decoded = p.decode(&video, grid, request.seed).unwrap();
+    assert_eq!(decoded.dtype(), DType::F32);
+    let range = |t: &Tensor| max_abs_diff(t, &t.zeros_like().unwrap());
+    let want = reference.get("video");
+    let err = max_abs_diff(&decoded, want);
+    let wave = p.decode_audio(&audio).unwrap();
+    let werr = max_abs_diff(&wave, reference.get("waveform"));
+    println!(
+        "bf16: decoded video max abs error {err:.3e} (values up to {:.2}); waveform {werr:.3e} \
+         (values up to {:.2})",
+        range(want),
+        range(reference.get("waveform"))
+    );
+    // bf16 keeps 8 bits of mantissa: the error is real but small against the signal, and
+    // clearly not zero (so the weights really were bf16).
     assert!(
         err > 1e-4,
         "bf16 output equals f32 ({err}): dtype not applied"
     );
-    assert!(err < 0.1 * range, "bf16 output drifted by {err}");
-    let bad = Ltx2Pipeline::load_with(&fixture("pipeline_tiny"), &Device::Cpu, DType::U8)
+    assert!(err < 0.1 * range(want), "bf16 video drifted by {err}");
+    assert!(
+        werr < 0.25 * range(reference.get("waveform")),
+        "bf16 audio drifted by {werr}"
+    );
+    let bad = Ltx2Pipeline::load_with(&fixture("pipeline_av_tiny"), &Device::Cpu, DType::U8)
         .unwrap_err()
         .to_string();
     assert!(bad.contains("dtype"), "{bad}");

@@ -12,6 +12,7 @@ use crate::safety::{
     DEFAULT_THRESHOLD, DEFAULT_UNSAFE_LABEL, FastTextClassifier, PromptSafetyFilter,
     SafetyClassifier, UnavailablePolicy, WordListClassifier,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl Problems<'_> {
 }
 
 /// `prompt.provider` and `prompt.providers[].kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ProviderKind {
@@ -99,7 +100,7 @@ impl ProviderKind {
 }
 
 /// One entry of `prompt.providers` (fv-stream addition).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Which kind of provider.
@@ -144,7 +145,7 @@ impl ProviderConfig {
 
 /// `streaming.prompt:`. FastVideo's keys are `enabled`, `provider`, `model`, `timeout_ms`,
 /// `system_prompt_dir`; the rest are fv-stream additions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PromptConfig {
     /// Turn the enhancer on (default false).
@@ -173,6 +174,12 @@ pub struct PromptConfig {
     /// How often the system-prompt files are checked for changes, ms; 0 = never, else
     /// 10..=3600000 (default 1000).
     pub reload_interval_ms: u64,
+    /// Budget of one auto-extension call (the next prompt when nothing is queued), ms,
+    /// 1..=600000 (default 3000, Dreamverse's auto-extension timeout).
+    pub auto_extension_budget_ms: u64,
+    /// Budget of one rewrite call and of enhancing a prompt appended on `/ws`, ms,
+    /// 1..=600000 (default 20000, Dreamverse's).
+    pub rewrite_budget_ms: u64,
 }
 
 impl Default for PromptConfig {
@@ -189,6 +196,8 @@ impl Default for PromptConfig {
             latency_budget_ms: 1500,
             offline_fallback: true,
             reload_interval_ms: 1000,
+            auto_extension_budget_ms: 3000,
+            rewrite_budget_ms: 20_000,
         }
     }
 }
@@ -235,6 +244,14 @@ impl PromptConfig {
                 "latency_budget_ms",
                 format!("must be 0..={MAX_TIMEOUT_MS} (0: none)"),
             );
+        }
+        for (key, value) in [
+            ("auto_extension_budget_ms", self.auto_extension_budget_ms),
+            ("rewrite_budget_ms", self.rewrite_budget_ms),
+        ] {
+            if !(1..=MAX_TIMEOUT_MS).contains(&value) {
+                p.add(key, format!("must be 1..={MAX_TIMEOUT_MS}"));
+            }
         }
         if self.reload_interval_ms != 0 && !(10..=3_600_000).contains(&self.reload_interval_ms) {
             p.add("reload_interval_ms", "must be 0 (off) or 10..=3600000");
@@ -322,6 +339,16 @@ impl PromptConfig {
         }
     }
 
+    /// [`auto_extension_budget_ms`](Self::auto_extension_budget_ms) as a duration.
+    pub fn auto_extension_budget(&self) -> Duration {
+        Duration::from_millis(self.auto_extension_budget_ms)
+    }
+
+    /// [`rewrite_budget_ms`](Self::rewrite_budget_ms) as a duration.
+    pub fn rewrite_budget(&self) -> Duration {
+        Duration::from_millis(self.rewrite_budget_ms)
+    }
+
     /// The watcher interval, `None` when watching is off or there is no directory.
     pub fn reload_interval(&self) -> Option<Duration> {
         (self.reload_interval_ms > 0 && self.system_prompt_dir.is_some())
@@ -394,7 +421,7 @@ impl PromptEnhancer {
 
 /// `streaming.safety:`. FastVideo's keys are `enabled` and `classifier_path`; the rest are
 /// fv-stream additions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SafetyConfig {
     /// Turn the filter on (default false).

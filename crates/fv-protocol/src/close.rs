@@ -40,9 +40,17 @@ pub const REASON_SEGMENT_CAP: &str = "segment_cap";
 pub const REASON_SESSION_TIMEOUT: &str = "session_timeout";
 /// 1001: the server is shutting down.
 pub const REASON_SERVER_SHUTDOWN: &str = "server_shutdown";
+/// 1008: the prompt safety filter blocked a prompt of the init (Dreamverse's wording).
+pub const REASON_PROMPT_BLOCKED: &str = "Prompt blocked";
+/// 1000 on `/ws`: the session's wall-clock limit is over (Dreamverse's wording).
+pub const REASON_PRODUCT_SESSION_TIMEOUT: &str = "Session timeout";
+/// 1003 on `/ws`: the init's `initial_image` is not valid (Dreamverse's wording).
+pub const REASON_INVALID_INITIAL_IMAGE: &str = "Invalid initial image";
+/// 1000 on `/ws`: the client sent `leave`.
+pub const REASON_CLIENT_LEFT: &str = "client_left";
 
 /// Every reason string above, for checks and docs.
-pub const ALL_REASONS: [&str; 8] = [
+pub const ALL_REASONS: [&str; 12] = [
     REASON_INVALID_INIT,
     REASON_EXPECTED_SESSION_INIT_V2,
     REASON_SESSION_REJECTED,
@@ -51,6 +59,10 @@ pub const ALL_REASONS: [&str; 8] = [
     REASON_SEGMENT_CAP,
     REASON_SESSION_TIMEOUT,
     REASON_SERVER_SHUTDOWN,
+    REASON_PROMPT_BLOCKED,
+    REASON_PRODUCT_SESSION_TIMEOUT,
+    REASON_INVALID_INITIAL_IMAGE,
+    REASON_CLIENT_LEFT,
 ];
 
 #[cfg(test)]

@@ -36,6 +36,12 @@ pub enum ParseError {
         /// The quoted type that was sent (cut when long).
         got: String,
     },
+    /// `type` names no message of the Dreamverse product protocol (`/ws`).
+    #[error("type: unknown message type {got}; expected one of: {}", crate::dreamverse::DREAMVERSE_TYPES.join(", "))]
+    UnknownProductType {
+        /// The quoted type that was sent (cut when long).
+        got: String,
+    },
     /// A required field is absent.
     #[error("{message_type}: missing required field \"{field}\"")]
     MissingField {
@@ -70,9 +76,10 @@ impl ParseError {
     /// `curated_prompts[1]`), when the error is about one field.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::MissingType | Self::TypeNotString { .. } | Self::UnknownType { .. } => {
-                Some("type")
-            }
+            Self::MissingType
+            | Self::TypeNotString { .. }
+            | Self::UnknownType { .. }
+            | Self::UnknownProductType { .. } => Some("type"),
             Self::MissingField { field, .. } | Self::InvalidField { field, .. } => Some(field),
             Self::NotJson { .. } | Self::NotObject { .. } => None,
         }

@@ -8,6 +8,7 @@
 //! * Server → client: [`ServerMessage`], serialized with [`ServerMessage::to_json`]; `None`
 //!   fields are omitted, never sent as `null`. Media goes in binary frames (fMP4) and has no
 //!   type here.
+//! * [`dreamverse`]: client messages of the Dreamverse product protocol (`/ws`).
 //! * [`close`]: close codes and reason strings.
 //! * [`json_schema`]: the JSON Schema of both directions (committed as
 //!   `docs/protocol.schema.json`).
@@ -17,6 +18,7 @@
 
 mod client;
 pub mod close;
+pub mod dreamverse;
 mod error;
 mod lax;
 mod schema;
@@ -27,6 +29,7 @@ pub use client::{
     SegmentPromptSource, SessionInitV2, StreamMode, Toggle, parse_client_message,
     parse_client_value,
 };
+pub use dreamverse::{DreamverseMessage, parse_dreamverse_message};
 pub use error::ParseError;
 pub use lax::MAX_ECHO_CHARS;
 pub use schema::json_schema;

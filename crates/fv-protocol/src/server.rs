@@ -344,6 +344,9 @@ pub enum ErrorCode {
     /// Anything else, e.g. `snapshot_state` with no stored state.
     #[default]
     InternalError,
+    /// The prompt safety filter blocked a prompt (fv-stream addition); the segment is
+    /// skipped, or, for a prompt of `session_init_v2`, the session closes with 1008.
+    PromptBlocked,
     /// Declared for compatibility; not emitted.
     PresetMismatch,
     /// Declared for compatibility; not emitted.
@@ -352,12 +355,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         Self::SessionRejected,
         Self::InvalidMessage,
         Self::GpuUnavailable,
         Self::WorkerFailed,
         Self::InternalError,
+        Self::PromptBlocked,
         Self::PresetMismatch,
         Self::UpstreamTimeout,
     ];
@@ -370,6 +374,7 @@ impl ErrorCode {
             Self::GpuUnavailable => "gpu_unavailable",
             Self::WorkerFailed => "worker_failed",
             Self::InternalError => "internal_error",
+            Self::PromptBlocked => "prompt_blocked",
             Self::PresetMismatch => "preset_mismatch",
             Self::UpstreamTimeout => "upstream_timeout",
         }

@@ -185,9 +185,11 @@ fn error_codes_are_snake_case() {
         "gpu_unavailable",
         "worker_failed",
         "internal_error",
+        "prompt_blocked",
         "preset_mismatch",
         "upstream_timeout",
     ];
+    assert_eq!(ErrorCode::ALL.len(), expected.len());
     for (code, name) in ErrorCode::ALL.into_iter().zip(expected) {
         assert_eq!(code.as_str(), name);
         assert_eq!(code.to_string(), name);

@@ -198,6 +198,11 @@ pub async fn run(
 fn routes(app: Arc<App>) -> axum::Router {
     axum::Router::new()
         .route("/v1/stream", get(crate::bridge::upgrade))
+        .route("/ws", get(crate::bridge::upgrade_product))
+        .route(
+            "/router/replicas/sessions",
+            get(crate::http::replica_sessions),
+        )
         .route("/status", get(crate::http::status))
         .route("/healthz", get(crate::http::healthz))
         .route("/readyz", get(crate::http::readyz))

@@ -1,4 +1,5 @@
-//! Plain HTTP endpoints: `/status`, `/healthz`, `/readyz`, `/metrics`.
+//! Plain HTTP endpoints: `/status`, `/healthz`, `/readyz`, `/metrics`, and the Dreamverse
+//! monitor page's `/router/replicas/sessions`.
 
 use crate::app::App;
 use axum::Json;
@@ -23,6 +24,28 @@ pub(crate) async fn status(State(app): State<Arc<App>>) -> Json<Value> {
         "draining": app.is_draining(),
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
     }))
+}
+
+/// The Dreamverse monitor page's view (`replicas[].{url, healthy, active_sessions,
+/// pending_sessions, max_available_sessions}`): the replica's own report where it gave one,
+/// else what this router counts.
+pub(crate) async fn replica_sessions(State(app): State<Arc<App>>) -> Json<Value> {
+    let replicas: Vec<Value> = app
+        .registry
+        .status()
+        .into_iter()
+        .map(|r| {
+            let reported = r.reported.as_ref();
+            json!({
+                "url": r.url,
+                "healthy": r.status == crate::health::Health::Healthy,
+                "active_sessions": reported.map_or(r.active_sessions, |p| p.active_sessions),
+                "pending_sessions": reported.and_then(|p| p.queue_size),
+                "max_available_sessions": reported.map(|p| p.max_sessions),
+            })
+        })
+        .collect();
+    Json(json!({ "replicas": replicas }))
 }
 
 /// Liveness: the process answers. Always 200.

@@ -1,4 +1,4 @@
-//! Who may open `/v1/stream`: the optional shared token, the browser-origin allow-list, and
+//! Who may open `/v1/stream` and `/ws`: the optional shared token, the browser-origin allow-list, and
 //! the per-address session limit (protocol-facts §18 item 4: upstream has none of them).
 
 use crate::config::StreamingConfig;
@@ -30,6 +30,25 @@ impl IntoResponse for Refusal {
 
 /// Checks the token and the origin of an upgrade request.
 pub fn check(config: &StreamingConfig, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+    check_token(config, headers, uri)?;
+    if !config.allowed_origins.is_empty()
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
+        let origin = origin.to_str().unwrap_or("<not text>");
+        if !config.allowed_origins.iter().any(|o| o == origin) {
+            return Err(Refusal::Origin(origin.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the shared token (when one is configured): `Authorization: Bearer <token>` or
+/// `?token=<token>`. Guards the WebSocket upgrades and the HTTP endpoints that change state.
+pub fn check_token(
+    config: &StreamingConfig,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), Refusal> {
     if let Some(expected) = &config.auth_token {
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -44,14 +63,6 @@ pub fn check(config: &StreamingConfig, headers: &HeaderMap, uri: &Uri) -> Result
         let presented = bearer.or(query).unwrap_or_default();
         if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
             return Err(Refusal::Unauthorized);
-        }
-    }
-    if !config.allowed_origins.is_empty()
-        && let Some(origin) = headers.get(header::ORIGIN)
-    {
-        let origin = origin.to_str().unwrap_or("<not text>");
-        if !config.allowed_origins.iter().any(|o| o == origin) {
-            return Err(Refusal::Origin(origin.to_string()));
         }
     }
     Ok(())

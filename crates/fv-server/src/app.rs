@@ -3,7 +3,7 @@
 use crate::config::ServeConfig;
 use crate::http;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use fv_pool::GpuPool;
 use fv_session::{SessionLimits, SessionLogger, SessionManager};
 use fv_store::Stores;
@@ -67,6 +67,12 @@ pub enum ServerError {
     Pool(#[from] fv_pool::PoolError),
     #[error("cannot create the stores: {0}")]
     Store(#[from] fv_store::StoreError),
+    #[error("cannot start the prompt enhancer: {0}")]
+    Prompt(#[from] fv_prompt::PromptError),
+    #[error("invalid prompt safety config: {0}")]
+    Safety(#[from] fv_prompt::ConfigError),
+    #[error("cannot load the presets: {0}")]
+    Presets(String),
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -80,6 +86,14 @@ pub(crate) struct AppState {
     pub sessions: Arc<SessionManager>,
     pub per_ip: crate::access::PerIpLimit,
     pub logger: SessionLogger,
+    /// LLM calls and the safety filter, for sessions.
+    pub prompts: crate::session::PromptDeps,
+    /// The enhancer behind `/prompt-system-config` (`None` when prompts are off).
+    pub enhancer: Option<fv_prompt::PromptEnhancer>,
+    /// Polls the system-prompt directory while the server runs.
+    pub _prompt_watcher: Option<fv_prompt::SystemPromptWatcher>,
+    /// `/curated-presets`.
+    pub presets: crate::presets::PresetStore,
     /// Fired when draining starts: no new sessions, no new segments.
     pub draining: CancellationToken,
     /// Fired when the grace period is over: every session closes now.
@@ -143,6 +157,10 @@ impl Server {
         // Make sure the recorder exists before the first session records anything.
         let _ = crate::metrics::handle();
         let per_ip = crate::access::PerIpLimit::new(config.streaming.max_sessions_per_ip);
+        let (prompts, enhancer, prompt_watcher) = prompt_deps(&config).await?;
+        let presets =
+            crate::presets::PresetStore::open(config.streaming.dreamverse.presets_file.as_deref())
+                .map_err(ServerError::Presets)?;
         let state = Arc::new(AppState {
             config: Arc::new(config),
             deps,
@@ -151,6 +169,10 @@ impl Server {
             per_ip,
             sessions,
             logger,
+            prompts,
+            enhancer,
+            _prompt_watcher: prompt_watcher,
+            presets,
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -229,6 +251,54 @@ impl Server {
     }
 }
 
+/// The prompt services `streaming.prompt` / `streaming.safety` ask for: the enhancer (with its
+/// system-prompt watcher) when prompts are on, and the safety filter, its model loaded now
+/// rather than at the first check.
+async fn prompt_deps(
+    config: &ServeConfig,
+) -> Result<
+    (
+        crate::session::PromptDeps,
+        Option<fv_prompt::PromptEnhancer>,
+        Option<fv_prompt::SystemPromptWatcher>,
+    ),
+    ServerError,
+> {
+    let s = &config.streaming;
+    let (enhancer, watcher) = if s.prompt.enabled {
+        let env = fv_prompt::ProcessEnv;
+        for warning in s.prompt.key_warnings(&env) {
+            tracing::warn!("{warning}");
+        }
+        let enhancer = fv_prompt::PromptEnhancer::from_config(&s.prompt, Arc::new(env))?;
+        let watcher = s
+            .prompt
+            .reload_interval()
+            .map(|every| enhancer.watch_system_prompts(every))
+            .transpose()?;
+        let providers: Vec<String> = enhancer.providers().into_iter().map(|p| p.name).collect();
+        tracing::info!(?providers, "prompt enhancer ready");
+        (Some(enhancer), watcher)
+    } else {
+        (None, None)
+    };
+    let safety = fv_prompt::PromptSafetyFilter::from_config(&s.safety)?;
+    if safety.is_enabled() {
+        // A model that cannot load makes checks `unavailable` (`safety.on_unavailable`).
+        if let Err(e) = safety.preload().await {
+            tracing::error!(error = %e, "prompt safety classifier not loaded");
+        }
+    }
+    let service = enhancer
+        .clone()
+        .map(|e| Arc::new(e) as Arc<dyn fv_prompt::PromptService>);
+    Ok((
+        crate::session::PromptDeps { service, safety },
+        enhancer,
+        watcher,
+    ))
+}
+
 /// Flags (and logs) a warm-up that outlives `streaming.warmup.timeout_seconds`; `/readyz`
 /// then reports `warmup_failed` instead of `warming`.
 fn spawn_warmup_watchdog(state: Arc<AppState>) {
@@ -245,6 +315,14 @@ fn spawn_warmup_watchdog(state: Arc<AppState>) {
 fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/v1/stream", get(crate::v1::upgrade))
+        .route("/ws", get(crate::dreamverse::upgrade))
+        .route(
+            "/prompt-system-config",
+            get(http::prompt_system_config).post(http::update_prompt_system_config),
+        )
+        .route("/curated-presets", get(http::curated_presets))
+        .route("/curated-presets/append", post(http::append_curated_preset))
+        .route("/models", get(http::models))
         .route("/health", get(http::health))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))

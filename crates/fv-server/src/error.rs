@@ -24,6 +24,10 @@ pub enum Failure {
     /// The first frame is a valid message of another type.
     #[error("first frame must be session_init_v2, got {0}")]
     ExpectedInit(&'static str),
+    /// `/ws`: the first frame is a valid message of another type; the session keeps waiting
+    /// for its init.
+    #[error("first frame must be session_init_v2, got {0}")]
+    AwaitingInit(&'static str),
     /// A binary frame where the protocol has none, as the first frame.
     #[error("first frame must be a session_init_v2 JSON text frame, got a binary frame")]
     BinaryInit,
@@ -71,6 +75,48 @@ pub enum Failure {
     /// A server-side bug (task panicked, channel closed unexpectedly).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The prompt safety filter blocked a prompt. `index` is 0-based in the list checked;
+    /// `ends` is set for the prompts of `session_init_v2` (close 1008).
+    #[error("Prompt safety filter blocked {what}{}. {reason}", .index.map(|i| format!(" {}", i + 1)).unwrap_or_default())]
+    PromptBlocked {
+        what: &'static str,
+        index: Option<usize>,
+        reason: String,
+        ends: bool,
+    },
+    /// A product-protocol (`/ws`) request that is not allowed now; the session goes on.
+    #[error("{0}")]
+    Refused(#[from] ProductRefusal),
+    /// Segments failed this many times in a row on a server-driven session.
+    #[error("{0} segments failed in a row; ending the session")]
+    TooManyFailures(u32),
+}
+
+/// Why the product protocol refused a request (Dreamverse's messages, dreamverse-facts §6).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProductRefusal {
+    #[error("Start a new project before sending prompts.")]
+    NoProject,
+    #[error("Use Rewrite to create or restart the rollout.")]
+    UseRewrite,
+    #[error("append_prompt requires a non-empty prompt")]
+    EmptyAppend,
+    #[error("rewrite_seed_prompts already in progress.")]
+    RewriteInProgress,
+    #[error("No seed prompts available to rewrite.")]
+    NoSeeds,
+    #[error("rewrite_seed_prompts requires a non-empty rewrite_instruction")]
+    NoInstruction,
+    #[error(
+        "Current project is still ending. Wait for the reset to finish before starting another project."
+    )]
+    ProjectStillEnding,
+    #[error("session_init_v2 was already received; start a new project with project_init_v1")]
+    AlreadyInitialized,
+    #[error("{0} is not supported by this server")]
+    Unsupported(&'static str),
+    #[error("set_rewrite_temperature.temperature: {0} is out of range (0..=2)")]
+    BadTemperature(f64),
 }
 
 /// How a [`Failure`] appears on the wire.
@@ -78,6 +124,9 @@ pub enum Failure {
 pub struct WireError {
     pub code: ErrorCode,
     pub retryable: bool,
+    /// `error_code` of the `/ws` error frame (the product client knows `ip_session_limit`;
+    /// otherwise the same name as `code`).
+    pub product_code: &'static str,
     /// `Some` when the session ends after the error frame (its close frame is
     /// [`EndReason::close`]); `None` when the session goes on.
     pub ends: Option<EndReason>,
@@ -103,7 +152,7 @@ impl Failure {
                 false,
                 Some(EndReason::Rejected(Refusal::ExpectedInit)),
             ),
-            BadMessage(_) | BinaryMessage | OutOfRange(_) | TooManyPending(_) => {
+            BadMessage(_) | BinaryMessage | OutOfRange(_) | TooManyPending(_) | AwaitingInit(_) => {
                 (ErrorCode::InvalidMessage, true, None)
             }
             Pool(PoolError::AcquireTimeout(_)) => (
@@ -122,10 +171,22 @@ impl Failure {
             ClientGone => (ErrorCode::InternalError, false, None),
             Store(_) | Internal(_) => (ErrorCode::InternalError, true, None),
             NoState => (ErrorCode::InternalError, false, None),
+            PromptBlocked { ends, .. } => (
+                ErrorCode::PromptBlocked,
+                false,
+                ends.then_some(EndReason::PromptBlocked),
+            ),
+            Refused(_) => (ErrorCode::InvalidMessage, false, None),
+            TooManyFailures(_) => (ErrorCode::WorkerFailed, true, Some(EndReason::WorkerLost)),
+        };
+        let product_code = match self {
+            TooManyFromAddress { .. } => "ip_session_limit",
+            _ => code.as_str(),
         };
         WireError {
             code,
             retryable,
+            product_code,
             ends,
         }
     }
@@ -177,6 +238,12 @@ pub enum EndReason {
     WorkerLost,
     /// A bug on our side.
     Internal,
+    /// The prompt safety filter blocked a prompt of `session_init_v2`.
+    PromptBlocked,
+    /// A `/ws` session's wall-clock limit is over.
+    SessionLimit,
+    /// A `/ws` client sent `leave`.
+    ClientLeft,
 }
 
 impl EndReason {
@@ -211,8 +278,23 @@ impl EndReason {
             }
             EndReason::WorkerLost => (close::INTERNAL, "worker_failed"),
             EndReason::Internal => (close::INTERNAL, "internal_error"),
+            EndReason::PromptBlocked => (close::POLICY, close::REASON_PROMPT_BLOCKED),
+            EndReason::SessionLimit => (close::NORMAL, close::REASON_PRODUCT_SESSION_TIMEOUT),
+            EndReason::ClientLeft => (close::NORMAL, close::REASON_CLIENT_LEFT),
         };
         Some((code, reason.to_owned()))
+    }
+
+    /// The close frame on `/ws`: [`close`](Self::close) with Dreamverse's wording where its
+    /// server has one (1003 "Invalid initial image").
+    pub fn product_close(&self) -> Option<(u16, String)> {
+        match self {
+            EndReason::Rejected(Refusal::InvalidInit) => Some((
+                close::UNSUPPORTED,
+                close::REASON_INVALID_INITIAL_IMAGE.to_owned(),
+            )),
+            other => other.close(),
+        }
     }
 
     /// The state the session ends in.
@@ -221,7 +303,11 @@ impl EndReason {
             EndReason::InitTimeout | EndReason::IdleTimeout | EndReason::AcquireTimeout => {
                 SessionState::Timeout
             }
-            EndReason::Rejected(_) | EndReason::GpuUnavailable => SessionState::Rejected,
+            EndReason::Rejected(_) | EndReason::GpuUnavailable | EndReason::PromptBlocked => {
+                SessionState::Rejected
+            }
+            EndReason::SessionLimit => SessionState::Timeout,
+            EndReason::ClientLeft => SessionState::Complete,
             EndReason::MessageTooBig { .. }
             | EndReason::InvalidUtf8
             | EndReason::WorkerLost
@@ -248,6 +334,9 @@ impl EndReason {
             EndReason::AcquireTimeout => "acquire_timeout",
             EndReason::GpuUnavailable => "gpu_unavailable",
             EndReason::WorkerLost | EndReason::Internal => "error",
+            EndReason::PromptBlocked => "prompt_blocked",
+            EndReason::SessionLimit => "session_limit",
+            EndReason::ClientLeft => "client_left",
         }
     }
 }
@@ -299,6 +388,48 @@ mod tests {
         let none = Failure::NoState.wire();
         assert_eq!(none.code, ErrorCode::InternalError);
         assert!(!none.retryable);
+
+        let blocked = Failure::PromptBlocked {
+            what: "initial prompt",
+            index: Some(1),
+            reason: "matched \"x\"".into(),
+            ends: true,
+        };
+        assert_eq!(
+            blocked.to_string(),
+            "Prompt safety filter blocked initial prompt 2. matched \"x\""
+        );
+        assert_eq!(blocked.wire().code, ErrorCode::PromptBlocked);
+        assert_eq!(close_of(&blocked), Some((1008, "Prompt blocked".into())));
+        let later = Failure::PromptBlocked {
+            what: "prompt",
+            index: None,
+            reason: "r".into(),
+            ends: false,
+        };
+        assert_eq!(later.wire().ends, None);
+        assert_eq!(later.to_string(), "Prompt safety filter blocked prompt. r");
+
+        let ip = Failure::TooManyFromAddress {
+            ip: "10.0.0.1".parse().expect("ip"),
+            limit: 1,
+        };
+        assert_eq!(ip.wire().product_code, "ip_session_limit");
+        assert_eq!(ip.wire().code, ErrorCode::SessionRejected);
+        assert_eq!(Failure::NoFrames.wire().product_code, "worker_failed");
+        let refused = Failure::Refused(ProductRefusal::NoProject).wire();
+        assert_eq!(
+            (refused.code, refused.ends),
+            (ErrorCode::InvalidMessage, None)
+        );
+        assert_eq!(
+            EndReason::Rejected(Refusal::InvalidInit).product_close(),
+            Some((1003, "Invalid initial image".into()))
+        );
+        assert_eq!(
+            EndReason::SegmentCap.product_close(),
+            EndReason::SegmentCap.close()
+        );
     }
 
     #[test]
@@ -310,7 +441,25 @@ mod tests {
             SessionState,
             &'static str,
         );
-        let cases: [Case; 15] = [
+        let cases: [Case; 18] = [
+            (
+                PromptBlocked,
+                Some((1008, "Prompt blocked")),
+                SessionState::Rejected,
+                "prompt_blocked",
+            ),
+            (
+                SessionLimit,
+                Some((1000, "Session timeout")),
+                SessionState::Timeout,
+                "session_limit",
+            ),
+            (
+                ClientLeft,
+                Some((1000, "client_left")),
+                SessionState::Complete,
+                "client_left",
+            ),
             (ClientClosed, None, SessionState::Complete, "client_closed"),
             (ClientGone, None, SessionState::Complete, "client_gone"),
             (

@@ -1,14 +1,18 @@
-//! Plain HTTP endpoints: health, readiness, status, metrics and the player page.
+//! Plain HTTP endpoints: health, readiness, status, metrics, the player page, and what the
+//! Dreamverse web app reads (`/prompt-system-config`, `/curated-presets`, `/models`).
 
 use crate::app::AppState;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const SERVICE: &str = "ltx2-streaming-backend";
+/// Largest body accepted by the POST endpoints.
+pub const MAX_POST_BYTES: usize = 1024 * 1024;
+
 const PLAYER_HTML: &str = include_str!("../assets/player.html");
 
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -19,8 +23,117 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok", "service": SERVICE, "ts": crate::time::now_iso8601()}))
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "service": state.config.streaming.service_name,
+        "ts": crate::time::now_iso8601(),
+    }))
+}
+
+fn detail(code: StatusCode, detail: impl Into<String>) -> Response {
+    (code, Json(json!({ "detail": detail.into() }))).into_response()
+}
+
+/// `GET /prompt-system-config`: the enhancer's system prompts and rewrite settings; 503
+/// `"Prompt enhancer not initialized."` when `streaming.prompt.enabled` is false.
+pub(crate) async fn prompt_system_config(State(state): State<Arc<AppState>>) -> Response {
+    match &state.enhancer {
+        Some(enhancer) => Json(enhancer.system_config()).into_response(),
+        None => detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Prompt enhancer not initialized.",
+        ),
+    }
+}
+
+/// `POST /prompt-system-config`: guarded by `streaming.auth_token` when set; 400 with the
+/// reason for a bad edit (nothing changes), 500 when saving a prompt file failed.
+pub(crate) async fn update_prompt_system_config(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = crate::access::check_token(&state.config.streaming, &headers, &uri) {
+        return detail(StatusCode::UNAUTHORIZED, refusal.to_string());
+    }
+    let Some(enhancer) = state.enhancer.clone() else {
+        return detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Prompt enhancer not initialized.",
+        );
+    };
+    if body.len() > MAX_POST_BYTES {
+        return detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {MAX_POST_BYTES} bytes"),
+        );
+    }
+    let update: fv_prompt::PromptSystemConfigUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    // Saving writes files: off the async threads.
+    let saved = tokio::task::spawn_blocking(move || enhancer.update_system_config(&update)).await;
+    match saved {
+        Ok(Ok(config)) => Json(config).into_response(),
+        Ok(Err(e @ fv_prompt::SystemConfigError::Save(_))) => {
+            tracing::error!(error = %e, "saving system prompts failed");
+            detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Ok(Err(e)) => detail(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /curated-presets`.
+pub(crate) async fn curated_presets(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(state.presets.list())
+}
+
+/// `POST /curated-presets/append`: guarded by `streaming.auth_token` when set.
+pub(crate) async fn append_curated_preset(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = crate::access::check_token(&state.config.streaming, &headers, &uri) {
+        return detail(StatusCode::UNAUTHORIZED, refusal.to_string());
+    }
+    if body.len() > MAX_POST_BYTES {
+        return detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {MAX_POST_BYTES} bytes"),
+        );
+    }
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return detail(StatusCode::BAD_REQUEST, "body must be a JSON object"),
+        Err(e) => return detail(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let appended = tokio::task::spawn_blocking(move || state.presets.append(&body)).await;
+    match appended {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e)) => detail(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            e.detail,
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /models`: the model this server generates with, OpenAI-style.
+pub(crate) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": state.config.generator.model_path,
+            "object": "model",
+            "owned_by": state.config.streaming.service_name,
+        }],
+    }))
 }
 
 /// Same body as upstream, but the HTTP status tells the truth: 503 while warming or draining.
@@ -50,9 +163,16 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         "warming"
     };
+    let why = match status {
+        "ready" => None,
+        "draining" => Some("Server is draining."),
+        "warmup_failed" => Some("GPU warmup failed."),
+        _ => Some("No ready GPU worker processes."),
+    };
     let body = json!({
         "status": status,
-        "service": SERVICE,
+        "detail": why,
+        "service": state.config.streaming.service_name,
         "ready_gpu_workers": ready_workers,
         "total_gpus": pool.total_workers,
         "available_gpus": pool.available_workers,
@@ -81,7 +201,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "client_count": u32::from(w.busy),
                 "running": w.running,
                 "session_id": w.session_id,
-                "current_model_id": Value::Null,
+                "current_model_id": state.config.generator.model_path,
                 "generator": w.generator,
                 "process_alive": w.alive,
                 "warmup_enabled": w.warmup_ok.is_some(),

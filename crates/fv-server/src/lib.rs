@@ -14,10 +14,12 @@
 mod access;
 mod app;
 pub mod config;
+mod dreamverse;
 mod error;
 mod http;
 pub mod metrics;
 mod outbox;
+pub mod presets;
 mod segment;
 mod session;
 mod time;
@@ -25,7 +27,7 @@ mod v1;
 mod ws;
 
 pub use app::{Server, ServerDeps, ServerError, ServerOptions};
-pub use error::{EndReason, Failure, Refusal, WireError};
+pub use error::{EndReason, Failure, ProductRefusal, Refusal, WireError};
 /// Resolves on SIGTERM or Ctrl-C (shared with fv-router, from fv-runtime).
 pub use fv_runtime::shutdown_signal;
 pub use outbox::OUTBOX_BYTES;

@@ -17,6 +17,9 @@ pub const FIRST_MEDIA_SECONDS: &str = "fv_first_media_seconds";
 pub const MEDIA_BYTES_TOTAL: &str = "fv_media_bytes_total";
 pub const ERRORS_TOTAL: &str = "fv_errors_total";
 pub const SESSION_BUGS_TOTAL: &str = "fv_session_bugs_total";
+pub const SEGMENT_ENHANCEMENTS_TOTAL: &str = "fv_segment_enhancements_total";
+pub const AUTO_EXTENSIONS_TOTAL: &str = "fv_auto_extensions_total";
+pub const PROMPTS_BLOCKED_TOTAL: &str = "fv_prompts_blocked_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -66,6 +69,20 @@ fn describe() {
     describe_counter!(ERRORS_TOTAL, "Error frames sent, by code");
     // The stores count their own operations and failures (`fv_store_*`).
     fv_store::metrics::describe();
+    // fv-prompt counts provider calls, latency, errors, fallbacks, safety decisions.
+    fv_prompt::metrics::describe();
+    describe_counter!(
+        SEGMENT_ENHANCEMENTS_TOTAL,
+        "Segment prompts sent to enhancement, by outcome (enhanced, over_budget, failed, empty, blocked, disabled)"
+    );
+    describe_counter!(
+        AUTO_EXTENSIONS_TOTAL,
+        "Auto-extension calls, by outcome (ok, over_budget, failed, empty, blocked, disabled)"
+    );
+    describe_counter!(
+        PROMPTS_BLOCKED_TOTAL,
+        "Prompts the safety filter blocked, by source (init, segment, seeds, append, project_init, rewrite)"
+    );
     describe_counter!(
         SESSION_BUGS_TOTAL,
         "Refused state transitions in the session core (always a bug; logged with details)"

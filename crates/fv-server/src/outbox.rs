@@ -123,6 +123,7 @@ impl Outbox {
             code: wire.code,
             message,
             retryable: wire.retryable,
+            product_code: wire.product_code,
         })
         .await;
     }

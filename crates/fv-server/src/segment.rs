@@ -3,12 +3,12 @@
 //! Frames are encoded as soon as the generator hands them over, and each fragment is sent as
 //! soon as it is muxed, so the first media bytes leave before the segment is fully encoded.
 
-use crate::config::ServeConfig;
+use crate::config::{AudioMode, ServeConfig};
 use crate::error::Failure;
 use crate::outbox::Outbox;
-use crate::session::Event;
-use fv_core::{ContinuationState, Frame};
-use fv_encoder::{Chunk, ChunkKind, EncoderConfig, StreamEncoder};
+use crate::session::{Event, SegmentMeta};
+use fv_core::{AudioTrack, ContinuationState, Frame};
+use fv_encoder::{Chunk, ChunkKind, EncodeError, EncoderConfig, SegmentAudio, StreamEncoder};
 use fv_pool::{RunEvent, RunHandle};
 use std::time::Instant;
 
@@ -35,6 +35,8 @@ pub(crate) struct SegmentPlan {
     pub pts_base_ms: f64,
     /// When the `segment_prompt_source` arrived.
     pub received: Instant,
+    /// What a server-driven protocol says about the segment besides its index.
+    pub meta: Option<SegmentMeta>,
 }
 
 pub(crate) struct SegmentJob {
@@ -42,6 +44,8 @@ pub(crate) struct SegmentJob {
     pub run: RunHandle,
     pub encoder: StreamEncoder,
     pub out: Outbox,
+    /// `streaming.audio`.
+    pub audio: AudioMode,
 }
 
 /// What a finished segment reports back to the driver.
@@ -82,8 +86,15 @@ struct Media {
 
 impl Media {
     /// Encodes a batch on a blocking thread; each chunk is sent as soon as it is muxed, while
-    /// the next frames are still being encoded.
-    async fn encode(&mut self, frames: Vec<Frame>, finish: bool) -> Result<(), Failure> {
+    /// the next frames are still being encoded. `audio` (the generator's PCM, for a segment
+    /// opened with [`SegmentAudio::Pcm`]) goes in after the frames, before the segment
+    /// finishes.
+    async fn encode(
+        &mut self,
+        frames: Vec<Frame>,
+        finish: bool,
+        audio: Option<AudioTrack>,
+    ) -> Result<(), Failure> {
         let mut encoder = self
             .encoder
             .take()
@@ -103,6 +114,21 @@ impl Media {
                         if !forward(chunks, &encoder) {
                             return (encoder, Ok(()));
                         }
+                    }
+                    Err(e) => return (encoder, Err(e)),
+                }
+            }
+            if let Some(track) = &audio {
+                match encoder.push_audio(track) {
+                    Ok(chunks) => {
+                        if !forward(chunks, &encoder) {
+                            return (encoder, Ok(()));
+                        }
+                    }
+                    // Unusable PCM (rate, layout, non-finite samples): the segment keeps its
+                    // video and the track stays silent.
+                    Err(e @ EncodeError::AudioInput(_)) => {
+                        tracing::warn!(error = %e, "generator audio not usable; the track is silent");
                     }
                     Err(e) => return (encoder, Err(e)),
                 }
@@ -171,6 +197,7 @@ pub(crate) async fn run(job: SegmentJob) -> SegmentOutcome {
         mut run,
         mut encoder,
         out,
+        audio,
     } = job;
     let mut media = Media {
         out: out.clone(),
@@ -184,9 +211,19 @@ pub(crate) async fn run(job: SegmentJob) -> SegmentOutcome {
         first_media_ms: None,
         received: plan.received,
     };
-    encoder.start_segment();
+    let opened = match audio {
+        AudioMode::Off => {
+            encoder.start_segment();
+            Ok(())
+        }
+        AudioMode::Silent => encoder.start_segment_with_audio(SegmentAudio::Silence),
+        AudioMode::Generator => encoder.start_segment_with_audio(SegmentAudio::Pcm),
+    };
     media.encoder = Some(encoder);
-    let result = drive(&plan, &mut run, &mut media, &out).await;
+    let result = match opened {
+        Ok(()) => drive(&plan, audio, &mut run, &mut media, &out).await,
+        Err(e) => Err(Failure::Encode(e)),
+    };
     if result.is_err() {
         // Stop the generator and wait for its run to end, so the worker is ready when the
         // client retries (a run still in progress would refuse the next one).
@@ -213,6 +250,7 @@ pub(crate) async fn run(job: SegmentJob) -> SegmentOutcome {
 
 async fn drive(
     plan: &SegmentPlan,
+    plan_audio: AudioMode,
     run: &mut RunHandle,
     media: &mut Media,
     out: &Outbox,
@@ -222,6 +260,7 @@ async fn drive(
         segment_idx: idx,
         prompt: plan.prompt.clone(),
         total_steps: plan.total_steps,
+        meta: plan.meta.clone(),
     };
     media.gone_if(!out.send(start).await)?;
     let gen_started = Instant::now();
@@ -241,7 +280,7 @@ async fn drive(
                 };
                 media.gone_if(!out.send(msg).await)?;
             }
-            RunEvent::Frames(frames) => media.encode(frames, false).await?,
+            RunEvent::Frames(frames) => media.encode(frames, false, None).await?,
             RunEvent::Done(result) => {
                 generation_ms = ms_since(gen_started);
                 let result = result?;
@@ -250,7 +289,8 @@ async fn drive(
                 if media.frames == 0 && last.is_empty() && media.binaries == 0 {
                     return Err(Failure::NoFrames);
                 }
-                media.encode(last, true).await?;
+                let audio = result.audio.filter(|_| plan_audio == AudioMode::Generator);
+                media.encode(last, true, audio).await?;
                 break;
             }
             // Events this pipeline does not know yet carry nothing it needs.
@@ -274,6 +314,7 @@ async fn drive(
         segment_idx: idx,
         generation_ms,
         e2e_ms,
+        meta: plan.meta.clone(),
     };
     media.gone_if(!out.send(done).await)?;
     Ok(SegmentDone {

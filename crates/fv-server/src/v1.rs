@@ -78,6 +78,7 @@ impl Protocol for V1 {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 }),
+                rollout_prompt: None,
             })),
             ClientMessage::SegmentPromptSource(req) => ClientMsg::Segment(SegmentAsk {
                 prompt: req.prompt,
@@ -112,6 +113,7 @@ impl Protocol for V1 {
             Event::QueueStatus {
                 position,
                 queue_depth,
+                ..
             } => ServerMessage::queue_status(position, queue_depth),
             Event::GpuAssigned {
                 worker_id,
@@ -136,6 +138,7 @@ impl Protocol for V1 {
                 segment_idx,
                 prompt,
                 total_steps,
+                ..
             } => ServerMessage::Ltx2SegmentStart(fv_protocol::SegmentStart {
                 segment_idx,
                 prompt,
@@ -179,6 +182,7 @@ impl Protocol for V1 {
                 segment_idx,
                 generation_ms,
                 e2e_ms,
+                ..
             } => ServerMessage::Ltx2SegmentComplete(fv_protocol::SegmentComplete {
                 segment_idx,
                 generation_time_ms: generation_ms,
@@ -196,7 +200,10 @@ impl Protocol for V1 {
                 code,
                 message,
                 retryable,
+                ..
             } => ServerMessage::error(code, message, retryable),
+            // The product protocol's events have no `/v1/stream` form.
+            Event::Product(_) => return,
         };
         out.push(WireFrame::Text(message.to_json()));
     }

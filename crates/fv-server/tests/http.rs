@@ -17,7 +17,9 @@ async fn health_endpoints_have_the_upstream_shapes() -> anyhow::Result<()> {
     let (code, body) = server.get("/healthz").await?;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body)?;
-    assert_eq!(v["service"], "ltx2-streaming-backend");
+    // The mock's name (streaming.service_name), which Dreamverse tooling tells apart from
+    // the real backend's `ltx2-streaming-backend`.
+    assert_eq!(v["service"], "ltx2-streaming-mock-server");
     assert!(v["ts"].as_str().is_some_and(|t| t.ends_with("+00:00")));
     let (code, body) = server.get("/readyz").await?;
     assert_eq!(code, 200, "{body}");
@@ -113,6 +115,7 @@ async fn shutdown_lets_the_segment_finish_then_closes_1001() -> anyhow::Result<(
     c.send_json(&json!({"type": "segment_prompt_source", "prompt": "in flight"}))
         .await?;
     c.expect("ltx2_segment_start").await?;
+    // A step_complete may come first.
     c.recv_until("media_init").await?;
     let addr = server.addr;
     server.begin_shutdown();

@@ -124,6 +124,8 @@ async fn segment_order_steps_and_media() -> anyhow::Result<()> {
 #[tokio::test]
 async fn media_is_real_h264_fmp4_with_the_true_codec_string() -> anyhow::Result<()> {
     let mut config = test_config();
+    // Video only here; the audio track is tested in tests/audio.rs.
+    config.streaming.audio = fv_server::config::AudioMode::Off;
     config.default_request.sampling.num_frames = 9;
     config.streaming.fragment_frames = 4;
     let server = TestServer::start(config).await?;
@@ -220,12 +222,14 @@ async fn toggles_and_repeated_init_get_no_reply() -> anyhow::Result<()> {
     let server = TestServer::start(test_config()).await?;
     let mut c = server.connect().await?;
     c.init().await?;
+    // Values that start nothing by themselves (what each toggle does is tested in
+    // tests/prompts.rs and the session core's transcripts).
     for msg in [
         json!({"type": "seed_prompts_updated", "seed_prompts": ["a", "b"]}),
-        json!({"type": "enhancement_updated", "enabled": true}),
+        json!({"type": "enhancement_updated", "enabled": false}),
         json!({"type": "auto_extension_updated", "enabled": "false"}),
-        json!({"type": "loop_generation_updated", "enabled": 1}),
-        json!({"type": "generation_paused_updated", "paused": true}),
+        json!({"type": "loop_generation_updated", "enabled": 0}),
+        json!({"type": "generation_paused_updated", "paused": false}),
         json!({"type": "session_init_v2"}),
     ] {
         c.send_json(&msg).await?;

@@ -180,6 +180,14 @@ impl Session {
         Ok(())
     }
 
+    /// Starts counting delivered segments from 0 again (a server-driven protocol's new
+    /// rollout or cap restart: its segment cap counts segments since then). The session's
+    /// state does not change.
+    pub fn restart_segment_count(&mut self) {
+        self.segment_idx = 0;
+        self.manager.update(&self.id, |e| e.segment_idx = 0);
+    }
+
     /// The client's choices from `session_init_v2`, as updated by toggles.
     pub fn settings(&self) -> &SessionSettings {
         &self.settings
@@ -273,6 +281,28 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_segment_count_restarts_and_the_cap_counts_from_there() {
+        let m = manager(2);
+        let mut s = m.admit().expect("a slot");
+        for to in [
+            SessionState::Queued,
+            SessionState::GpuBinding,
+            SessionState::Active,
+        ] {
+            s.transition(to).expect("allowed edge");
+        }
+        s.complete_segment().expect("below the cap");
+        s.complete_segment().expect("below the cap");
+        assert!(s.cap_reached());
+        s.restart_segment_count();
+        assert!(!s.cap_reached());
+        assert_eq!(s.segment_idx(), 0);
+        assert_eq!(m.snapshot()[0].segment_idx, 0);
+        assert_eq!(s.complete_segment().expect("below the cap"), 1);
+        assert_eq!(s.state(), SessionState::Active);
+    }
 
     fn manager(cap: u32) -> Arc<SessionManager> {
         SessionManager::new(SessionLimits {

@@ -51,6 +51,9 @@ impl SegmentTranscript {
 #[derive(Debug)]
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Check every JSON message against `/v1/stream`'s `ServerMessage` (off for `/ws`, the
+    /// Dreamverse product protocol, whose messages have other shapes).
+    strict: bool,
 }
 
 impl Client {
@@ -58,7 +61,15 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .with_context(|| format!("connecting to {url}"))?;
-        Ok(Self { ws })
+        Ok(Self { ws, strict: true })
+    }
+
+    /// Opens a `/ws` (Dreamverse product protocol) socket: JSON messages are not checked
+    /// against `/v1/stream`'s schema.
+    pub async fn connect_product(url: &str) -> anyhow::Result<Self> {
+        let mut client = Self::connect(url).await?;
+        client.strict = false;
+        Ok(client)
     }
 
     /// Opens a WebSocket with extra request headers. `Ok(Err(status))` when the server refused
@@ -77,7 +88,7 @@ impl Client {
             );
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Ok(Self { ws })),
+            Ok((ws, _)) => Ok(Ok(Self { ws, strict: true })),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 Ok(Err(response.status().as_u16()))
             }
@@ -138,9 +149,11 @@ impl Client {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t)
                         .with_context(|| format!("server sent non-JSON text: {t}"))?;
-                    serde_json::from_str::<fv_protocol::ServerMessage>(&t).with_context(|| {
-                        format!("server message does not match the protocol: {t}")
-                    })?;
+                    if self.strict {
+                        serde_json::from_str::<fv_protocol::ServerMessage>(&t).with_context(
+                            || format!("server message does not match the protocol: {t}"),
+                        )?;
+                    }
                     Received::Json(v)
                 }
                 Some(Ok(Message::Binary(b))) => Received::Binary(b.to_vec()),

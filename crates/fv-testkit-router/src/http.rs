@@ -1,9 +1,9 @@
-//! [`http_get`]: one `GET` through hyper's client, for tests and benches.
+//! [`http_get`] / [`http_post`]: one request through hyper's client, for tests and benches.
 
 use crate::RECV_TIMEOUT;
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
 use hyper::header;
 use hyper_util::rt::TokioIo;
@@ -18,11 +18,41 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
         .map_err(|_| anyhow!("GET {path} on {addr}: no response within {RECV_TIMEOUT:?}"))?
 }
 
+/// `POST path` with a JSON `body` and optional extra headers (e.g. `Authorization`): status
+/// and body, within [`RECV_TIMEOUT`].
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    let mut request = Request::post(path)
+        .header(header::HOST, addr.to_string())
+        .header(header::CONNECTION, "close")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body.to_owned())))?;
+    tokio::time::timeout(RECV_TIMEOUT, send(addr, path, request))
+        .await
+        .map_err(|_| anyhow!("POST {path} on {addr}: no response within {RECV_TIMEOUT:?}"))?
+}
+
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let request = Request::get(path)
         .header(header::HOST, addr.to_string())
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())?;
+    send(addr, path, request).await
+}
+
+async fn send<B>(addr: SocketAddr, path: &str, request: Request<B>) -> anyhow::Result<(u16, String)>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -35,7 +65,7 @@ async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     };
     // The connection is driven beside the exchange and ends once the exchange is over.
     let (result, _) = tokio::join!(exchange, conn);
-    let (status, body) = result.with_context(|| format!("GET {path} on {addr}"))?;
+    let (status, body) = result.with_context(|| format!("request to {path} on {addr}"))?;
     let body = String::from_utf8(body.to_vec()).context("non-UTF-8 HTTP body")?;
     Ok((status, body))
 }

@@ -19,4 +19,4 @@ pub mod router;
 pub use background::Background;
 pub use child::ChildGuard;
 pub use client::{Client, RECV_TIMEOUT, Received, SegmentTranscript};
-pub use http::http_get;
+pub use http::{http_get, http_post};

@@ -1,4 +1,6 @@
-//! Playing a server's player page in headless Chromium: `tests/browser/play.mjs`
+//! Headless Chromium against a server: `tests/browser/play.mjs` plays the player page;
+//! `tests/browser/dreamverse.mjs` speaks `/ws` with the Dreamverse web app's media handling.
+//! play.mjs
 //! (playwright-core driving `/usr/bin/chromium`) opens the page with three auto-sent prompts,
 //! waits until two segments have completed and playback passed one second, and prints a
 //! JSON summary. Needs Chromium, node and `npm ci` in `tests/browser` (`.ci/run` installs
@@ -66,27 +68,7 @@ pub fn available() -> bool {
 /// checking what every caller needs: the run succeeded, `ok` is true, at least two segments
 /// completed, and there were no MSE or page errors.
 pub async fn play(addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
-    let run = tokio::process::Command::new("node")
-        .arg("tests/browser/play.mjs")
-        .arg(format!("http://{addr}"))
-        .current_dir(repo_root())
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .output();
-    let output = tokio::time::timeout(NODE_TIMEOUT, run)
-        .await
-        .context("play.mjs did not finish within NODE_TIMEOUT")?
-        .context("spawn node")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!(
-            "play.mjs failed ({}):\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}",
-            output.status
-        );
-    }
-    let summary: serde_json::Value =
-        serde_json::from_str(&stdout).context("play.mjs prints a JSON summary")?;
+    let summary = run_script("tests/browser/play.mjs", addr).await?;
     let complete = summary["segmentsComplete"].as_u64().unwrap_or(0);
     if summary["ok"] != true
         || complete < 2
@@ -96,4 +78,35 @@ pub async fn play(addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Valu
         bail!("playback did not pass: {summary}");
     }
     Ok(summary)
+}
+
+/// Runs `tests/browser/dreamverse.mjs` (the `/ws` product protocol with the Dreamverse web
+/// app's media handling) against `http://{addr}` and returns its summary; the script itself
+/// fails on MSE or server errors, playback not passing 1 s, or no decoded audio.
+pub async fn dreamverse(addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
+    run_script("tests/browser/dreamverse.mjs", addr).await
+}
+
+/// Runs a node script of `tests/browser` with `http://{addr}` and parses its JSON stdout.
+async fn run_script(script: &str, addr: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .current_dir(repo_root())
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .output();
+    let output = tokio::time::timeout(NODE_TIMEOUT, run)
+        .await
+        .with_context(|| format!("{script} did not finish within NODE_TIMEOUT"))?
+        .context("spawn node")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!(
+            "{script} failed ({}):\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}",
+            output.status
+        );
+    }
+    serde_json::from_str(&stdout).with_context(|| format!("{script} prints a JSON summary"))
 }

@@ -18,7 +18,7 @@ mod server;
 pub use fmp4::{Decoded, decode_fmp4};
 pub use fv_testkit_router::router;
 pub use fv_testkit_router::{
-    Background, ChildGuard, Client, RECV_TIMEOUT, Received, SegmentTranscript, http_get,
+    Background, ChildGuard, Client, RECV_TIMEOUT, Received, SegmentTranscript, http_get, http_post,
 };
 pub use procs::processes_with_env;
 pub use server::{TestServer, test_config};

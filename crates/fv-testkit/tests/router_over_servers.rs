@@ -235,3 +235,43 @@ async fn a_rejection_before_the_client_saw_anything_fails_over() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_product_protocol_goes_through_the_router() {
+    let server = roomy_server().await;
+    let url = format!("http://{}", server.addr);
+    let router = TestRouter::start_ready(router_config(std::slice::from_ref(&url)), 1)
+        .await
+        .unwrap();
+    let mut c = fv_testkit::Client::connect_product(&format!("ws://{}/ws", router.addr))
+        .await
+        .unwrap();
+    c.send_json(
+        &json!({"type": "session_init_v2", "preset_id": "p", "preset_label": "P",
+        "curated_prompts": ["a whale", "a sky"]}),
+    )
+    .await
+    .unwrap();
+    // The replica's /ws answered: product messages, 1-based indices, media.
+    c.recv_until("seed_prompts_updated").await.unwrap();
+    let source = c.recv_until("segment_prompt_source").await.unwrap();
+    assert_eq!(source["segment_idx"], 1);
+    let init = c.recv_until("media_init").await.unwrap();
+    assert!(init["mime"].as_str().unwrap().contains("mp4a.40.2"));
+    assert!(matches!(c.recv().await.unwrap(), Received::Binary(_)));
+    c.recv_until("ltx2_segment_complete").await.unwrap();
+    // The monitor page's view counts the session.
+    let (code, body) = router.get("/router/replicas/sessions").await.unwrap();
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let row = &v["replicas"][0];
+    assert_eq!(row["url"], url);
+    assert_eq!(row["healthy"], true);
+    assert!(row["active_sessions"].as_u64().is_some(), "{v}");
+    assert!(
+        row["max_available_sessions"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{v}"
+    );
+}

@@ -10,7 +10,7 @@
 //! text encoder's bounded-memory path).
 
 use super::connectors_config::{ConnectorsConfig, Stream};
-use super::ops::{attention, linear, rms_norm};
+use crate::ops::{MAX_SCORE_ELEMS, attend, linear, linspace_f64, rms_norm};
 use crate::rope::apply_split_rope;
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
@@ -139,7 +139,7 @@ impl Connector1d {
                 Ok(apply_split_rope(&y, cos, sin)?.to_dtype(dtype)?)
             };
             let (q, k) = (rot(q)?, rot(k)?);
-            let a = attention(&q, &k, &v, None, scale)?
+            let a = attend(&(q * scale)?, &k, &v, None, MAX_SCORE_ELEMS)?
                 .transpose(1, 2)?
                 .reshape((b, t, c))?;
             x = (x + blk.to_out.forward(&a)?)?;
@@ -148,23 +148,6 @@ impl Connector1d {
         }
         rms_norm(&x, None, EPS)
     }
-}
-
-/// `torch.linspace(0, 1, steps)` with torch's two-sided evaluation, in f64.
-fn linspace(steps: usize) -> Vec<f64> {
-    if steps == 1 {
-        return vec![0.0];
-    }
-    let step = 1.0 / (steps - 1) as f64;
-    (0..steps)
-        .map(|i| {
-            if i < steps / 2 {
-                step * i as f64
-            } else {
-                1.0 - step * (steps - i - 1) as f64
-            }
-        })
-        .collect()
 }
 
 /// The LTX-2.0 text connectors (see the module docs).
@@ -379,7 +362,7 @@ impl Ltx2TextConnectors {
         let theta = cfg.rope_theta;
         // freqs in f64 (or f32) as configured, rounded to f32; angles in f32, the
         // reference's operation order.
-        let freqs: Vec<f32> = linspace(half_dim)
+        let freqs: Vec<f32> = linspace_f64(half_dim)
             .into_iter()
             .map(|x| {
                 if cfg.rope_double_precision {

@@ -14,7 +14,7 @@
 //! `first_position = T - L` and no mask) gives the same rows (`tests/text_parity.rs`).
 
 use super::gemma_config::{GemmaConfig, LayerType, RopeParams};
-use super::ops::{MASKED, attention, linear, rms_norm};
+use crate::ops::{MAX_SCORE_ELEMS, attend, linear, rms_norm};
 use crate::rope::apply_split_rope;
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
@@ -43,6 +43,10 @@ struct Layer {
     kind: LayerType,
 }
 
+/// Additive bias of a masked-out key. Finite on purpose: a query row with every key masked
+/// (a pad row) then gets a uniform softmax instead of NaN, and a NaN can never reach a valid
+/// row through a zero attention weight.
+const MASKED: f32 = -1e30;
 /// `(name, shape)` of every tensor one layer reads, relative to `layers.{i}.`.
 fn layer_tensors(cfg: &GemmaConfig) -> Vec<(&'static str, Vec<usize>)> {
     let (h, hd) = (cfg.hidden_size, cfg.head_dim);
@@ -348,7 +352,9 @@ impl Gemma3TextEncoder {
         // rotate_half with cat(freqs, freqs) tables is the split rotation of the two halves.
         let q = apply_split_rope(&q, cos, sin)?;
         let k = apply_split_rope(&k, cos, sin)?;
-        let a = attention(&q, &k, &v, Some(bias), cfg.query_pre_attn_scalar.powf(-0.5))?;
+        // Scale folded into q: one pass over [T, D] instead of over [T, S] scores.
+        let q = (q * cfg.query_pre_attn_scalar.powf(-0.5))?;
+        let a = attend(&q, &k, &v, Some(bias), MAX_SCORE_ELEMS)?;
         let a = a
             .transpose(1, 2)?
             .reshape((b, t, cfg.num_attention_heads * hd))?;

@@ -13,11 +13,9 @@
 
 mod connectors;
 mod connectors_config;
-mod files;
 mod gemma;
 mod gemma_config;
 mod names;
-mod ops;
 mod tokenizer;
 
 pub use connectors::{CaptionEmbeddings, Ltx2TextConnectors};
@@ -50,9 +48,9 @@ impl Gemma3TextEncoder {
         let cfg_path = dir.join("config.json");
         let cfg = GemmaConfig::from_json(&read_text(&cfg_path)?)
             .map_err(|e| InferenceError::Config(format!("{}: {e}", cfg_path.display())))?;
-        let shards = files::safetensors_files(dir)?;
+        let shards = crate::files::safetensors_files(dir)?;
         let paths: Vec<&Path> = shards.iter().map(PathBuf::as_path).collect();
-        let w = files::load_gemma(&paths, &Self::expected_weights(&cfg), dtype, device)?;
+        let w = crate::files::load_gemma(&paths, &Self::expected_weights(&cfg), dtype, device)?;
         Self::new(&cfg, &w, device)
     }
 }
@@ -63,7 +61,7 @@ impl Ltx2TextConnectors {
         let p = dir.join("config.json");
         let cfg = ConnectorsConfig::from_json(&read_text(&p)?)
             .map_err(|e| InferenceError::Config(format!("{}: {e}", p.display())))?;
-        let shards = files::safetensors_files(dir)?;
+        let shards = crate::files::safetensors_files(dir)?;
         let paths: Vec<&Path> = shards.iter().map(PathBuf::as_path).collect();
         Self::load_files(&paths, &cfg, device, dtype)
     }
@@ -78,7 +76,7 @@ impl Ltx2TextConnectors {
         dtype: DType,
     ) -> Result<Self> {
         cfg.validate()?;
-        let w = files::load_connectors(paths, &Self::expected_weights(cfg), dtype, device)?;
+        let w = crate::files::load_connectors(paths, &Self::expected_weights(cfg), dtype, device)?;
         Self::new(cfg, &w, device)
     }
 }

@@ -66,6 +66,12 @@ impl GemmaTokenizer {
             .with_normalizer(Some(normalizer))
             .map_err(|e| InferenceError::Config(format!("tokenizer normaliser: {e}")))?;
         inner.with_pre_tokenizer(Some(split));
+        // A tokenizer.json saved by transformers may carry the padding and truncation of its
+        // last call (e.g. left padding to 32); the pipeline pads and truncates itself.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| InferenceError::Config(format!("tokenizer truncation: {e}")))?;
         let id = |t: &str| inner.token_to_id(t);
         let bos = id("<bos>")
             .ok_or_else(|| InferenceError::Config("tokenizer has no <bos> token".into()))?;
@@ -140,5 +146,22 @@ mod tests {
             "\u{200b}x",
             "ZWSP is not whitespace"
         );
+    }
+
+    #[test]
+    fn padding_and_truncation_stored_in_the_file_are_ignored() {
+        let plain = GemmaTokenizer::from_bytes(crate::tiny::TOKENIZER_JSON).unwrap();
+        // transformers saves the padding and truncation of the tokenizer's last call.
+        let mut json: serde_json::Value =
+            serde_json::from_slice(crate::tiny::TOKENIZER_JSON).unwrap();
+        json["padding"] = serde_json::json!({"strategy": {"Fixed": 32}, "direction": "Left",
+            "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "<pad>"});
+        json["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4,
+            "strategy": "LongestFirst", "stride": 0});
+        let saved = GemmaTokenizer::from_bytes(json.to_string().as_bytes()).unwrap();
+        let prompt = "a red fox runs across the snowy field";
+        let want = plain.encode(prompt, 1024).unwrap();
+        assert!(want.len() > 5);
+        assert_eq!(saved.encode(prompt, 1024).unwrap(), want);
     }
 }

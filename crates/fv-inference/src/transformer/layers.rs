@@ -1,6 +1,7 @@
 //! The transformer's building blocks: linear layers, norms, timestep embeddings, AdaLN-single
 //! and attention (with RoPE on queries and keys and blocked softmax).
 
+use crate::ops::{MAX_SCORE_ELEMS, attend, linear};
 use crate::rope::apply_split_rope;
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
@@ -36,29 +37,14 @@ impl Linear {
 
     /// `x[..., in] → [..., out]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = dims.last().copied().unwrap_or(0);
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x
-            .reshape((rows, in_dim))?
-            .matmul(&self.weight_t)?
-            .broadcast_add(&self.bias)?;
-        let mut out_dims = dims;
-        if let Some(last) = out_dims.last_mut() {
-            *last = self.weight_t.dim(1)?;
-        }
-        Ok(y.reshape(out_dims)?)
+        linear(x, &self.weight_t, Some(&self.bias))
     }
 }
 
 /// RMS norm over the last axis without affine weight, computed in f32 whatever the model
 /// dtype (like diffusers' `RMSNorm`, which upcasts for the variance).
 pub(crate) fn rms_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(x.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?
-        .to_dtype(dtype)?)
+    crate::ops::rms_norm(x, None, eps)
 }
 
 /// Layer norm over the last axis without affine weight, computed in f32.
@@ -310,72 +296,6 @@ impl Attention {
     }
 }
 
-/// Most elements of one attention-scores block. candle's CUDA softmax indexes rows with
-/// `i32` (`row · ncols + col`), so one block must stay below 2^31 elements, and the scores
-/// are the largest temporary of the forward (32 heads × 8160² at the released shape would be
-/// 2.1e9); 2^28 keeps a block at 1 GiB in f32.
-pub const MAX_SCORE_ELEMS: usize = 1 << 28;
-
-/// Softmax attention of pre-scaled `q` `[B, H, T, D]` over `k`, `v` `[B, H, S, D]` with an
-/// optional additive `bias` `[B, 1, 1, S]`, computed in blocks of whole heads (and, when one
-/// head is too large, of query rows) with at most `max_elems` scores each. The softmax runs
-/// in f32 whatever the model dtype (like PyTorch's fused attention).
-pub(crate) fn attend(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    bias: Option<&Tensor>,
-    max_elems: usize,
-) -> Result<Tensor> {
-    let (b, h, t, _) = q.dims4()?;
-    let s = k.dim(2)?;
-    let dtype = q.dtype();
-    let block = |q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>| -> Result<Tensor> {
-        let mut scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(&bias.to_dtype(DType::F32)?)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        Ok(probs.matmul(v)?)
-    };
-    let per_head = t * s;
-    if b * h * per_head <= max_elems {
-        return block(q, k, v, bias);
-    }
-    let heads = (max_elems / per_head.max(1)).clamp(1, h);
-    let rows = if per_head > max_elems {
-        (max_elems / s.max(1)).max(1)
-    } else {
-        t
-    };
-    let mut per_batch = Vec::with_capacity(b);
-    for bi in 0..b {
-        let (qb, kb, vb) = (
-            q.narrow(0, bi, 1)?,
-            k.narrow(0, bi, 1)?,
-            v.narrow(0, bi, 1)?,
-        );
-        let bias_b = bias.map(|x| x.narrow(0, bi, 1)).transpose()?;
-        let mut per_head_block = Vec::new();
-        for h0 in (0..h).step_by(heads) {
-            let hn = heads.min(h - h0);
-            let (qh, kh, vh) = (
-                qb.narrow(1, h0, hn)?,
-                kb.narrow(1, h0, hn)?,
-                vb.narrow(1, h0, hn)?,
-            );
-            let mut per_rows = Vec::new();
-            for t0 in (0..t).step_by(rows) {
-                let qr = qh.narrow(2, t0, rows.min(t - t0))?;
-                per_rows.push(block(&qr, &kh, &vh, bias_b.as_ref())?);
-            }
-            per_head_block.push(Tensor::cat(&per_rows, 2)?);
-        }
-        per_batch.push(Tensor::cat(&per_head_block, 1)?);
-    }
-    Ok(Tensor::cat(&per_batch, 0)?)
-}
-
 /// GELU-tanh feed-forward `dim → 4·dim → dim`.
 #[derive(Debug, Clone)]
 pub(crate) struct FeedForward {
@@ -430,29 +350,7 @@ impl CaptionProjection {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::test_util::{max_diff, seeded};
-
-    #[test]
-    fn blocked_attention_equals_one_block() {
-        let (b, h, t, s, d) = (2, 3, 7, 5, 4);
-        let q = seeded(&[b, h, t, d], 1);
-        let k = seeded(&[b, h, s, d], 2);
-        let v = seeded(&[b, h, s, d], 3);
-        let bias = (seeded(&[b, 1, 1, s], 4) * 3.0).unwrap();
-        let whole = attend(&q, &k, &v, Some(&bias), usize::MAX).unwrap();
-        // 35 scores per head: blocks of 2 heads, of 1 head, and of 2 and 1 query rows.
-        for limit in [70, 35, 12, 1] {
-            let blocked = attend(&q, &k, &v, Some(&bias), limit).unwrap();
-            let diff = max_diff(&whole, &blocked);
-            assert!(
-                diff <= 1e-6,
-                "limit {limit}: blocking moved the output by {diff}"
-            );
-        }
-        let no_bias = attend(&q, &k, &v, None, 12).unwrap();
-        assert!(max_diff(&no_bias, &attend(&q, &k, &v, None, usize::MAX).unwrap()) <= 1e-6);
-        assert!(max_diff(&no_bias, &whole) > 1e-3, "the bias must matter");
-    }
+    use crate::test_util::seeded;
 
     #[test]
     fn rope_split_by_another_head_count_rotates_each_chunk_of_the_width() {

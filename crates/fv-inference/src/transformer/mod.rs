@@ -24,7 +24,7 @@ use block::{Block, CrossStep, StreamStep};
 use candle_core::{DType, Device, Tensor};
 use layers::{AdaLnSingle, CaptionProjection, Expected, Linear, Rope, layer_norm, modulate};
 
-pub use layers::MAX_SCORE_ELEMS;
+pub use crate::ops::MAX_SCORE_ELEMS;
 pub(crate) use layers::TimeEmbedder;
 
 /// Additive bias for masked-out text tokens (the reference uses a finite value, not −∞).

@@ -36,7 +36,9 @@ impl SafetyDecision {
 }
 
 /// What [`SafetyDecision::Unavailable`] means for an enabled filter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum UnavailablePolicy {

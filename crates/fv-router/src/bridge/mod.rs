@@ -14,7 +14,7 @@ mod direction;
 mod first;
 mod upgrade;
 
-pub(crate) use upgrade::upgrade;
+pub(crate) use upgrade::{upgrade, upgrade_product};
 
 use crate::app::App;
 use crate::client::{self, UpgradeError};
@@ -282,7 +282,7 @@ async fn wait_first(
     }
 }
 
-/// TCP connect and WebSocket handshake to replica `idx` for `/v1/stream`, through the router's
+/// TCP connect and WebSocket handshake to replica `idx` for the client's path, through the router's
 /// HTTP client ([`crate::client::upgrade`]). Returns the halves and whatever the replica sent
 /// right after its `101`.
 async fn connect(
@@ -300,8 +300,8 @@ async fn connect(
     };
     let limit = app.config.connect_timeout();
     let target = match &forward.query {
-        Some(q) => format!("/v1/stream?{q}"),
-        None => "/v1/stream".to_owned(),
+        Some(q) => format!("{}?{q}", forward.path),
+        None => forward.path.to_owned(),
     };
     let attempt = client::upgrade(&replica.url, &target, &forward.headers);
     match tokio::time::timeout(limit, attempt).await {

@@ -1,5 +1,7 @@
-//! The client side of a session's start: `GET /v1/stream` is checked, answered with `101`,
-//! and the upgraded connection handed to the bridge with what the replica must also see.
+//! The client side of a session's start: `GET /v1/stream` (or `GET /ws`, the Dreamverse
+//! product protocol, forwarded the same way to the same path) is checked, answered with
+//! `101`, and the upgraded connection handed to the bridge with what the replica must also
+//! see.
 
 use super::{ClientRead, ClientWrite};
 use crate::app::App;
@@ -16,13 +18,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 /// What the client's upgrade request carries on to the replica.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Forward {
+    /// The path the client asked for (`/v1/stream` or `/ws`); the replica gets the same.
+    pub(super) path: &'static str,
     /// `?query` of the client's request (a `token=` for the replica's auth, for one).
     pub(super) query: Option<String>,
     pub(super) headers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl Forward {
-    fn new(headers: &HeaderMap, uri: &Uri, peer: Option<SocketAddr>) -> Self {
+    fn new(path: &'static str, headers: &HeaderMap, uri: &Uri, peer: Option<SocketAddr>) -> Self {
         let mut out = Vec::new();
         for (name, key) in [
             (header::AUTHORIZATION, "Authorization"),
@@ -48,6 +52,7 @@ impl Forward {
             out.push(("X-Forwarded-For", v));
         }
         Self {
+            path,
             query: uri.query().map(str::to_owned),
             headers: out,
         }
@@ -62,7 +67,17 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 /// `GET /v1/stream`: refuse while draining, check the upgrade, answer 101 and bridge.
-pub(crate) async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
+pub(crate) async fn upgrade(State(app): State<Arc<App>>, req: Request) -> Response {
+    upgrade_to("/v1/stream", app, req).await
+}
+
+/// `GET /ws` (the Dreamverse product protocol): as `/v1/stream`, bridged to the replica's
+/// `/ws`.
+pub(crate) async fn upgrade_product(State(app): State<Arc<App>>, req: Request) -> Response {
+    upgrade_to("/ws", app, req).await
+}
+
+async fn upgrade_to(path: &'static str, app: Arc<App>, mut req: Request) -> Response {
     if app.is_draining() {
         app.registry.metrics.rejected("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, "router is draining").into_response();
@@ -101,7 +116,7 @@ pub(crate) async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Re
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let forward = Forward::new(req.headers(), req.uri(), peer);
+    let forward = Forward::new(path, req.headers(), req.uri(), peer);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_app = app.clone();
     app.tracker.spawn(async move {

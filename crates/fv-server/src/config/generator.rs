@@ -35,6 +35,11 @@ pub struct GeneratorConfig {
     /// `f16`; unset: `bf16` on a GPU (the released weights), `f32` on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<ModelDtype>,
+    /// fv-stream addition: where the native model's text encoder (Gemma-3-12B, 23.5 GB in
+    /// bf16) runs: `cpu`, `cuda` or `cuda:N`; unset: with the model (`device`). `cpu` keeps
+    /// it off a GPU that is tight; it runs once per distinct prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_encoder_device: Option<String>,
 }
 
 /// `generator.dtype`.
@@ -80,12 +85,20 @@ impl GeneratorConfig {
             pipeline: PipelineConfig::default(),
             device: None,
             dtype: None,
+            text_encoder_device: None,
         }
     }
 
     /// The parsed `device` (`None` when unset); `validate` has rejected bad spellings.
     pub fn model_device(&self) -> Option<ModelDevice> {
         self.device.as_deref().and_then(ModelDevice::parse)
+    }
+
+    /// The parsed `text_encoder_device` (`None` when unset: with the model).
+    pub fn text_encoder_device(&self) -> Option<ModelDevice> {
+        self.text_encoder_device
+            .as_deref()
+            .and_then(ModelDevice::parse)
     }
 }
 

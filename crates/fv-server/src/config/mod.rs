@@ -138,7 +138,8 @@ impl ServeConfig {
 
     /// The mock server's defaults: model `mock`, 24 frames of 256×256 at 24 fps, 1 step,
     /// seed 1024, guidance 1.0, cap 6 segments, 120 s session timeout, 8 sessions,
-    /// listening on 127.0.0.1:8000.
+    /// listening on 127.0.0.1:8000; silent audio, service `ltx2-streaming-mock-server`,
+    /// prompts from the offline template provider.
     pub fn mock_defaults() -> ServeConfig {
         let mut config = ServeConfig::new("mock");
         config.server.host = "127.0.0.1".to_owned();
@@ -156,6 +157,14 @@ impl ServeConfig {
         config.streaming.max_sessions = 8;
         // Several sessions generate at once (FastVideo's mock serves one at a time).
         config.streaming.pool.num_workers = Some(4);
+        // Clients that need an audio track (the Dreamverse web app) work with the
+        // video-only mock generator.
+        config.streaming.audio = AudioMode::Silent;
+        config.streaming.service_name = MOCK_SERVICE_NAME.to_owned();
+        // Enhancement, auto-extension and rewrites offline and deterministic: no keys, no
+        // network.
+        config.streaming.prompt.enabled = true;
+        config.streaming.prompt.provider = fv_prompt::ProviderKind::Template;
         config
     }
 
@@ -227,13 +236,21 @@ impl ServeConfig {
         if self.generator.model_path.trim().is_empty() {
             problems.push(Problem::new("generator.model_path", "must not be empty"));
         }
-        if let Some(device) = &self.generator.device
-            && ModelDevice::parse(device).is_none()
-        {
-            problems.push(Problem::new(
-                "generator.device",
-                format!("must be cpu, cuda or cuda:N, got {device:?}"),
-            ));
+        for (key, device) in [
+            ("generator.device", &self.generator.device),
+            (
+                "generator.text_encoder_device",
+                &self.generator.text_encoder_device,
+            ),
+        ] {
+            if let Some(device) = device
+                && ModelDevice::parse(device).is_none()
+            {
+                problems.push(Problem::new(
+                    key,
+                    format!("must be cpu, cuda or cuda:N, got {device:?}"),
+                ));
+            }
         }
         if self.server.host.trim().is_empty() {
             problems.push(Problem::new("server.host", "must not be empty".to_owned()));
@@ -291,6 +308,25 @@ impl ServeConfig {
                     st.pool.restart_backoff_ms, st.pool.restart_backoff_max_ms
                 ),
             ));
+        }
+        if st.service_name.trim().is_empty() {
+            problems.push(Problem::new(
+                "streaming.service_name",
+                "must not be blank".to_owned(),
+            ));
+        }
+        if let Some(file) = &st.dreamverse.presets_file
+            && file.trim().is_empty()
+        {
+            problems.push(Problem::new(
+                "streaming.dreamverse.presets_file",
+                "must not be empty (use null for the built-in presets)".to_owned(),
+            ));
+        }
+        let prompt = st.prompt.problems_at("streaming.prompt");
+        let safety = st.safety.problems_at("streaming.safety");
+        for p in prompt.into_iter().chain(safety) {
+            problems.push(Problem::new(p.path, p.message));
         }
         for p in self.store.problems("store") {
             problems.push(Problem::new(p.path, p.message));

@@ -23,12 +23,24 @@ pub struct StreamingConfig {
     pub warmup: WarmupConfig,
     /// Generator worker pool.
     pub pool: PoolSection,
-    /// FastVideo's prompt enhancer.
-    #[schemars(extend("x-unused" = true))]
-    pub prompt: PromptSection,
-    /// FastVideo's prompt safety filter.
-    #[schemars(extend("x-unused" = true))]
-    pub safety: SafetySection,
+    /// FastVideo's prompt enhancer (plus fv-stream's provider list and budgets; see
+    /// crates/fv-prompt/README.md). Off: prompts run as sent, no auto-extension, `/ws`
+    /// rewrites fall back to the submitted prompts.
+    pub prompt: fv_prompt::PromptConfig,
+    /// FastVideo's prompt safety filter (plus fv-stream's word list and `on_unavailable`).
+    /// A blocked segment prompt gets an `error` frame (`prompt_blocked`) and is skipped; a
+    /// blocked initial prompt ends the session with close 1008.
+    pub safety: fv_prompt::SafetyConfig,
+    /// fv-stream addition: the audio track of every segment. `off`: video only; `silent`:
+    /// an AAC-LC track of silence (what clients that require a track, such as the Dreamverse
+    /// web app, need from a video-only generator; the mock server's default); `generator`:
+    /// the generator's PCM, silence when it returns none (streaming-server's default).
+    pub audio: AudioMode,
+    /// fv-stream addition: the `service` name `/healthz` and `/readyz` report
+    /// (`ltx2-streaming-backend`; the mock server says `ltx2-streaming-mock-server`).
+    pub service_name: String,
+    /// fv-stream addition: the Dreamverse product protocol on `/ws`.
+    pub dreamverse: DreamverseSection,
     /// Sessions connected at once; one more is refused at accept.
     #[schemars(range(min = 1, max = 10_000))]
     pub max_sessions: usize,
@@ -80,8 +92,11 @@ impl Default for StreamingConfig {
             stream_mode: StreamMode::AvFmp4,
             warmup: WarmupConfig::default(),
             pool: PoolSection::default(),
-            prompt: PromptSection::default(),
-            safety: SafetySection::default(),
+            prompt: fv_prompt::PromptConfig::default(),
+            safety: fv_prompt::SafetyConfig::default(),
+            audio: AudioMode::Generator,
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            dreamverse: DreamverseSection::default(),
             max_sessions: 8,
             max_sessions_per_ip: 8,
             allowed_origins: Vec::new(),
@@ -224,51 +239,61 @@ pub enum PoolMode {
     Subprocess,
 }
 
-/// `streaming.prompt:` (FastVideo's prompt enhancer; accepted, not used).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct PromptSection {
-    /// Enhance prompts.
-    pub enabled: bool,
-    /// LLM provider.
-    pub provider: PromptProvider,
-    /// LLM model.
-    pub model: String,
-    /// Request timeout, milliseconds.
-    pub timeout_ms: i64,
-    /// System-prompt directory.
-    pub system_prompt_dir: Option<String>,
+/// `/healthz`'s `service` unless `streaming.service_name` says otherwise.
+pub const DEFAULT_SERVICE_NAME: &str = "ltx2-streaming-backend";
+/// The mock server's `service` (Dreamverse tooling tells mock from backend by it).
+pub const MOCK_SERVICE_NAME: &str = "ltx2-streaming-mock-server";
+
+/// `streaming.audio`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioMode {
+    /// Video only; the mime names no `mp4a`.
+    Off,
+    /// AAC-LC 48 kHz stereo silence as long as the video.
+    Silent,
+    /// The generator's audio (resampled to 48 kHz stereo AAC-LC); silence when it has none.
+    Generator,
 }
 
-impl Default for PromptSection {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            provider: PromptProvider::Cerebras,
-            model: "gpt-oss-120b".to_owned(),
-            timeout_ms: 20000,
-            system_prompt_dir: None,
+impl AudioMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioMode::Off => "off",
+            AudioMode::Silent => "silent",
+            AudioMode::Generator => "generator",
         }
     }
 }
 
-/// `streaming.prompt.provider`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum PromptProvider {
-    /// Cerebras.
-    #[serde(rename = "cerebras")]
-    Cerebras,
-    /// Groq.
-    #[serde(rename = "groq")]
-    Groq,
+/// `streaming.dreamverse:` — the Dreamverse product protocol (`/ws`; docs/dreamverse.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DreamverseSection {
+    /// Serve `/ws`.
+    pub enabled: bool,
+    /// Wall-clock length of a `/ws` session from `gpu_assigned` on, whatever the activity
+    /// (Dreamverse's `SESSION_TIMEOUT_SECONDS`); then `session_timeout` and close 1000.
+    #[schemars(range(min = 1, max = 86_400))]
+    pub session_limit_seconds: u64,
+    /// JSON file of curated presets for `/curated-presets` (`{"presets": [{id, label,
+    /// segment_prompts}]}`); `/curated-presets/append` saves into it. Null: the presets
+    /// built into the server (configs/dreamverse-presets.json), appends kept in memory.
+    pub presets_file: Option<String>,
+    /// Segments of a `/ws` session that may fail in a row before the session ends with an
+    /// error (a generator that always fails would otherwise loop through every prompt).
+    #[schemars(range(min = 1, max = 1_000))]
+    pub max_consecutive_failures: u32,
 }
 
-/// `streaming.safety:` (FastVideo's prompt safety filter; accepted, not used).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct SafetySection {
-    /// Filter prompts.
-    pub enabled: bool,
-    /// Classifier weights.
-    pub classifier_path: Option<String>,
+impl Default for DreamverseSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_limit_seconds: 300,
+            presets_file: None,
+            max_consecutive_failures: 3,
+        }
+    }
 }

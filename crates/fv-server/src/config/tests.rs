@@ -36,6 +36,7 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "generator.engine.num_gpus",
         "generator.device",
         "generator.dtype",
+        "generator.text_encoder_device",
         "server.host",
         "server.port",
         "default_request.negative_prompt",
@@ -58,6 +59,38 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "streaming.pool.restart_backoff_max_ms",
         "streaming.pool.max_restarts",
         "streaming.pool.worker_stop_timeout_seconds",
+        "streaming.prompt.enabled",
+        "streaming.prompt.provider",
+        "streaming.prompt.model",
+        "streaming.prompt.timeout_ms",
+        "streaming.prompt.system_prompt_dir",
+        "streaming.prompt.providers",
+        "streaming.prompt.providers[].kind",
+        "streaming.prompt.providers[].name",
+        "streaming.prompt.providers[].base_url",
+        "streaming.prompt.providers[].api_key_env",
+        "streaming.prompt.providers[].model",
+        "streaming.prompt.providers[].priority",
+        "streaming.prompt.temperature",
+        "streaming.prompt.max_tokens",
+        "streaming.prompt.latency_budget_ms",
+        "streaming.prompt.offline_fallback",
+        "streaming.prompt.reload_interval_ms",
+        "streaming.prompt.auto_extension_budget_ms",
+        "streaming.prompt.rewrite_budget_ms",
+        "streaming.safety.enabled",
+        "streaming.safety.classifier_path",
+        "streaming.safety.threshold",
+        "streaming.safety.unsafe_label",
+        "streaming.safety.blocked_words",
+        "streaming.safety.blocked_patterns",
+        "streaming.safety.on_unavailable",
+        "streaming.audio",
+        "streaming.service_name",
+        "streaming.dreamverse.enabled",
+        "streaming.dreamverse.session_limit_seconds",
+        "streaming.dreamverse.presets_file",
+        "streaming.dreamverse.max_consecutive_failures",
         "streaming.max_sessions",
         "streaming.max_sessions_per_ip",
         "streaming.allowed_origins",
@@ -139,6 +172,14 @@ fn generator_device_and_dtype_parse_and_bad_spellings_name_the_key() {
     assert!(err.contains("generator.dtype"), "{err}");
     assert_eq!(ModelDevice::parse("cpu"), Some(ModelDevice::Cpu));
     assert_eq!(ModelDevice::parse("cuda"), Some(ModelDevice::Cuda(0)));
+    let text = "generator:\n  model_path: m\n  device: cuda\n  text_encoder_device: cpu\n";
+    let c = ServeConfig::from_yaml_str(text).expect("valid").config;
+    assert_eq!(c.generator.text_encoder_device(), Some(ModelDevice::Cpu));
+    let err =
+        ServeConfig::from_yaml_str("generator:\n  model_path: m\n  text_encoder_device: tpu\n")
+            .expect_err("tpu")
+            .to_string();
+    assert!(err.contains("generator.text_encoder_device"), "{err}");
 }
 
 #[test]
@@ -201,7 +242,12 @@ fn defaults_match_fastvideo_and_our_additions() {
             st.prompt.model.as_str(),
             st.prompt.timeout_ms
         ),
-        (false, PromptProvider::Cerebras, "gpt-oss-120b", 20000)
+        (
+            false,
+            fv_prompt::ProviderKind::Cerebras,
+            "gpt-oss-120b",
+            20000
+        )
     );
     assert_eq!(
         (

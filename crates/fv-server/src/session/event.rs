@@ -38,6 +38,41 @@ pub(crate) enum ClientMsg {
     Toggle(Toggle),
     /// Asks for the stored continuation state.
     Snapshot,
+    /// A message of the server-driven product protocol (`/ws`).
+    Product(ProductMsg),
+}
+
+/// What a client of the server-driven product protocol can ask (dreamverse-facts §3).
+#[derive(Debug)]
+pub(crate) enum ProductMsg {
+    /// A new project on the open socket (`project_init_v1`).
+    ProjectInit(Box<InitRequest>),
+    /// `end_project_keep_session`.
+    EndProject,
+    /// `append_prompt`.
+    Append {
+        prompt_id: Option<String>,
+        prompt: String,
+    },
+    /// `rewrite_seed_prompts`.
+    Rewrite {
+        instruction: String,
+        window: Vec<String>,
+    },
+    SetAutoExtension(bool),
+    SetLoop(bool),
+    SetPaused(bool),
+    SetEnhancement(bool),
+    SetRewriteModel(String),
+    SetRewriteTemperature(f64),
+    /// `reset_to_seed_prompts`.
+    ResetToSeeds,
+    /// `restart_generation`.
+    Restart,
+    /// `leave`: the client is done.
+    Leave,
+    /// A message this server does not serve (e.g. `simple_generate`).
+    Unsupported(&'static str),
 }
 
 /// The protocol-neutral content of an init message.
@@ -50,6 +85,8 @@ pub(crate) struct InitRequest {
     pub continuation_state: Option<ContinuationState>,
     /// A `resume_token` from an earlier session's `ltx2_stream_start`: continue that stream.
     pub resume_token: Option<String>,
+    /// Product protocol: a typed prompt the server rewrites into seed prompts.
+    pub rollout_prompt: Option<String>,
 }
 
 /// A segment request as sent; the session core validates it against the config.
@@ -67,7 +104,12 @@ pub(crate) struct SegmentAsk {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
     /// Where the session waits for a worker (`position` 0 = granted).
-    QueueStatus { position: u32, queue_depth: u32 },
+    QueueStatus {
+        position: u32,
+        queue_depth: u32,
+        total_workers: u32,
+        available_workers: u32,
+    },
     /// A worker is bound to the session.
     GpuAssigned {
         worker_id: u32,
@@ -83,11 +125,12 @@ pub(crate) enum Event {
         /// Token a new connection can present to continue this stream.
         resume_token: Option<String>,
     },
-    /// A segment starts (`segment_idx` is 0-based here).
+    /// A segment starts (`segment_idx` is 0-based here; on `/ws` within the rollout).
     SegmentStart {
         segment_idx: u32,
         prompt: String,
         total_steps: u32,
+        meta: Option<SegmentMeta>,
     },
     /// One denoising step finished.
     Step {
@@ -116,6 +159,7 @@ pub(crate) enum Event {
         segment_idx: u32,
         generation_ms: f64,
         e2e_ms: f64,
+        meta: Option<SegmentMeta>,
     },
     /// No more segments in this stream.
     StreamComplete(StreamCompleteReason),
@@ -123,12 +167,215 @@ pub(crate) enum Event {
     SessionTimeout { timeout_seconds: u64 },
     /// The stored continuation state, as asked.
     Snapshot(ContinuationState),
-    /// An error frame.
+    /// An error frame; `product_code` is its `/ws` `error_code`.
     Error {
         code: ErrorCode,
         message: String,
         retryable: bool,
+        product_code: &'static str,
     },
+    /// An event of the server-driven product protocol.
+    Product(ProductEvent),
+}
+
+/// Where a server-driven segment's prompt came from (the product's `source` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PromptOrigin {
+    /// A seed (curated or rewritten) prompt.
+    Curated,
+    /// An appended prompt, enhanced.
+    UserEnhanced,
+    /// An appended prompt as typed.
+    UserRaw,
+    /// Written by auto-extension.
+    AutoLlm,
+}
+
+impl PromptOrigin {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PromptOrigin::Curated => "curated",
+            PromptOrigin::UserEnhanced => "user_enhanced",
+            PromptOrigin::UserRaw => "user_raw",
+            PromptOrigin::AutoLlm => "auto_llm",
+        }
+    }
+}
+
+/// What the product protocol says about a segment besides its index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SegmentMeta {
+    pub total_segments: u32,
+    pub source: PromptOrigin,
+    pub seed_prompt_index: Option<u32>,
+    pub loop_iteration: u32,
+}
+
+/// Why the seed prompts were reset (the product's `reason` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResetReason {
+    InitialRewrite,
+    ProjectInit,
+    RewriteRollout,
+    RewriteDuringGeneration,
+    ManualReset,
+    CapRestart,
+}
+
+impl ResetReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::InitialRewrite => "initial_rewrite",
+            ResetReason::ProjectInit => "project_init",
+            ResetReason::RewriteRollout => "rewrite_rollout",
+            ResetReason::RewriteDuringGeneration => "rewrite_during_generation",
+            ResetReason::ManualReset => "manual_reset",
+            ResetReason::CapRestart => "cap_restart",
+        }
+    }
+}
+
+/// Prompts dropped from the queues by a reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    pub raw: u32,
+    pub ready: u32,
+}
+
+/// The result of a seed-prompt rewrite, as both rewrite messages report it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RewriteReport {
+    pub prompts: Vec<String>,
+    pub preset_id: String,
+    pub preset_label: String,
+    pub fallback_used: bool,
+    pub error: Option<String>,
+    pub model: String,
+    pub latency_ms: f64,
+    pub raw_llm_output: Option<String>,
+    pub instruction: String,
+}
+
+/// Events of the product protocol (`/ws`); `segment_idx` values are 0-based within the
+/// rollout, the adapter adds 1.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ProductEvent {
+    LoopUpdated(bool),
+    PausedUpdated(bool),
+    AutoExtensionUpdated(bool),
+    EnhancementUpdated(bool),
+    RewriteModelUpdated(String),
+    RewriteTemperatureUpdated(f64),
+    /// `ltx2_stream_start` of a rollout.
+    RolloutStart {
+        total_segments: u32,
+        preset_id: String,
+        loop_enabled: bool,
+        loop_iteration: u32,
+        segment_cap: u32,
+    },
+    /// `seed_prompts_updated{reason: init}`.
+    SeedsInit {
+        prompts: Vec<String>,
+        preset_id: String,
+        preset_label: String,
+    },
+    /// `seed_prompts_updated{reason: rewrite}`.
+    SeedsRewritten(Box<RewriteReport>),
+    RewriteStarted {
+        model: String,
+    },
+    RewriteComplete(Box<RewriteReport>),
+    ResetPending {
+        seed_count: u32,
+    },
+    ResetApplied {
+        reason: ResetReason,
+        loop_iteration: u32,
+        seed_count: u32,
+        dropped: Dropped,
+    },
+    LoopRestarted {
+        loop_iteration: u32,
+        seed_count: u32,
+        dropped: Dropped,
+    },
+    Restarted {
+        segment_cap: u32,
+    },
+    PromptSource {
+        segment_idx: u32,
+        source: PromptOrigin,
+        prompt_id: Option<String>,
+        seed_prompt_index: Option<u32>,
+        loop_iteration: u32,
+    },
+    PromptReceived {
+        prompt_id: String,
+        queue_depth: u32,
+    },
+    PromptEnhancing {
+        prompt_id: String,
+    },
+    PromptReady {
+        prompt_id: String,
+        prompt: String,
+        source: PromptOrigin,
+        latency_ms: f64,
+    },
+    PromptFallbackUsed {
+        prompt_id: String,
+        latency_ms: f64,
+        error: String,
+    },
+    SourcesBlocked {
+        segment_idx: u32,
+    },
+    SourcesResumed {
+        segment_idx: u32,
+        source: PromptOrigin,
+        prompt_id: Option<String>,
+    },
+    AutoPromptFailed {
+        segment_idx: u32,
+        latency_ms: f64,
+        error: String,
+    },
+    ProjectIdle {
+        dropped: Dropped,
+    },
+}
+
+impl ProductEvent {
+    /// The message `type` it is rendered as (transcripts, logs).
+    pub(crate) fn name(&self) -> &'static str {
+        use ProductEvent::*;
+        match self {
+            LoopUpdated(_) => "loop_generation_updated",
+            PausedUpdated(_) => "generation_paused_updated",
+            AutoExtensionUpdated(_) => "auto_extension_updated",
+            EnhancementUpdated(_) => "enhancement_updated",
+            RewriteModelUpdated(_) => "rewrite_model_updated",
+            RewriteTemperatureUpdated(_) => "rewrite_temperature_updated",
+            RolloutStart { .. } => "ltx2_stream_start",
+            SeedsInit { .. } | SeedsRewritten(_) => "seed_prompts_updated",
+            RewriteStarted { .. } => "rewrite_seed_prompts_started",
+            RewriteComplete(_) => "rewrite_seed_prompts_complete",
+            ResetPending { .. } => "seed_prompts_reset_pending",
+            ResetApplied { .. } => "seed_prompts_reset_applied",
+            LoopRestarted { .. } => "loop_restarted",
+            Restarted { .. } => "generation_restarted",
+            PromptSource { .. } => "segment_prompt_source",
+            PromptReceived { .. } => "prompt_received",
+            PromptEnhancing { .. } => "prompt_enhancing",
+            PromptReady { .. } => "prompt_ready",
+            PromptFallbackUsed { .. } => "prompt_fallback_used",
+            SourcesBlocked { .. } => "prompt_sources_blocked",
+            SourcesResumed { .. } => "prompt_sources_resumed",
+            AutoPromptFailed { .. } => "auto_prompt_failed",
+            ProjectIdle { .. } => "project_idle",
+        }
+    }
 }
 
 impl Event {
@@ -149,6 +396,7 @@ impl Event {
             Event::SessionTimeout { .. } => "session_timeout",
             Event::Snapshot(_) => "snapshot",
             Event::Error { .. } => "error",
+            Event::Product(p) => p.name(),
         }
     }
 }

@@ -9,22 +9,29 @@
 //! It never touches a socket, the pool or a store: `runtime.rs` executes its actions and feeds
 //! their results back, and the transcript tests in `tests.rs` drive it with no IO at all.
 //!
-//! The "what to generate next" policy is the client's queue of `segment_prompt_source`
-//! requests here; the server-driven `/ws` protocol plugs a director (seed prompts, loop,
-//! auto-extension) in at [`SessionMachine::pump`], the one place a segment is started.
+//! The "what to generate next" policy lives in two directors, both `impl SessionMachine`
+//! blocks called from [`SessionMachine::pump`], the one place a segment is started:
+//! `prompting.rs` for `/v1/stream` (the client's queue of `segment_prompt_source` requests,
+//! plus enhancement, loop, auto-extension, pause and safety) and `product/` for the
+//! server-driven `/ws` (seed prompts, appended prompts, rewrites, loop, auto-extension, cap,
+//! projects). Calls to fv-prompt and the safety filter are actions the runtime executes
+//! (with their budgets); their results come back as inputs.
 
-use super::event::{ClientInput, ClientMsg, Event, InitRequest, SegmentAsk};
+use super::event::{ClientInput, ClientMsg, Event, InitRequest, SegmentMeta};
+pub(crate) use super::io::{
+    Action, Applied, Checkpoint, Input, Mode, Resumed, SegmentOrder, Timer,
+};
+use super::product::ProductState;
+use super::prompting::{Blocked, Checked, Pending, V1Director};
 use crate::config::ServeConfig;
 use crate::error::{EndReason, Failure};
 use crate::segment::{SegmentDone, SegmentPlan};
-use fv_core::{ContinuationState, GenerationRequest};
-use fv_pool::{PoolError, QueuePosition};
+use fv_core::GenerationRequest;
 use fv_protocol::StreamCompleteReason;
 use fv_session::{Expiry, Session, SessionState};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Prompts a client may queue ahead of the running segment.
 pub const MAX_PENDING_SEGMENTS: usize = 32;
@@ -35,99 +42,8 @@ pub const MAX_STEPS: u32 = 1000;
 /// Largest `guidance_scale` a client may ask for.
 pub const MAX_GUIDANCE: f64 = 100.0;
 
-/// Everything that can happen to a session.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A client frame, as the protocol adapter parsed it.
-    Client(ClientInput),
-    /// The init was applied (image persisted, state hydrated, resume record read).
-    InitApplied(Result<Applied, Failure>),
-    /// A queue position while waiting for a worker.
-    Queue(QueuePosition),
-    /// The wait for a worker ended: its id, or why none came.
-    Acquired(Result<u32, PoolError>),
-    /// The segment ordered by [`Action::StartSegment`] could not start.
-    SegmentStartFailed(Failure),
-    /// The running segment ended.
-    SegmentDone(Result<SegmentDone, Failure>),
-    /// Answer to [`Action::LoadSnapshot`].
-    SnapshotLoaded(Result<Option<ContinuationState>, Failure>),
-    /// The session manager expired the session.
-    Expired(Expiry),
-    /// The server started draining: finish what runs, start nothing new.
-    Drain,
-    /// The drain grace period is over: end now.
-    HardStop,
-    /// The client's socket is gone (send timeout or broken connection).
-    ClientGone,
-}
-
-/// What the runtime must do for the session, in order.
-#[derive(Debug)]
-pub(crate) enum Action {
-    /// Send an event to the client.
-    Send(Event),
-    /// Send an error frame for the failure (its mapping is in `error.rs`).
-    Error(Failure),
-    /// Validate and persist the init's image, store its continuation state; answer with
-    /// [`Input::InitApplied`].
-    ApplyInit(Box<InitRequest>),
-    /// Wait for a worker; answer with [`Input::Queue`]s and one [`Input::Acquired`].
-    Acquire,
-    /// Start a segment on the session's worker (the runtime adds the stored continuation
-    /// state); answer with [`Input::SegmentDone`] or [`Input::SegmentStartFailed`].
-    StartSegment(Box<SegmentOrder>),
-    /// Stop the running segment (the generator stops at its next step).
-    CancelSegment,
-    /// Read the stored continuation state; answer with [`Input::SnapshotLoaded`].
-    LoadSnapshot,
-    /// Persist what a resume needs after a delivered segment (best effort: a store failure
-    /// is logged and counted, never the session's end).
-    Checkpoint(Checkpoint),
-    /// The session is over: close the socket as the reason says, release everything.
-    End(EndReason),
-}
-
-/// What applying an init produced.
-#[derive(Debug, Default)]
-pub(crate) struct Applied {
-    /// Where the initial image was written, if one was sent.
-    pub image_path: Option<PathBuf>,
-    /// The stream's resume token (new, or the one presented).
-    pub resume_token: String,
-    /// Set when the init continued an earlier stream.
-    pub resumed: Option<Resumed>,
-}
-
-/// Where a resumed stream left off.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Resumed {
-    /// Segments the stream had delivered.
-    pub segments: u32,
-    /// Its stream time at that point.
-    pub stream_time_ms: f64,
-}
-
-/// What to persist after a segment so another connection can resume the stream.
-#[derive(Debug)]
-pub(crate) struct Checkpoint {
-    /// The generator's state for the next segment (`None`: it keeps none).
-    pub state: Option<ContinuationState>,
-    /// Segments delivered so far.
-    pub segments: u32,
-    /// Stream time after them.
-    pub stream_time_ms: f64,
-}
-
-/// One segment to run.
-#[derive(Debug)]
-pub(crate) struct SegmentOrder {
-    pub request: GenerationRequest,
-    pub plan: SegmentPlan,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Waiting for the first frame.
     AwaitInit,
     /// The init is being applied.
@@ -140,26 +56,21 @@ enum Phase {
     Ended,
 }
 
-/// A validated segment request waiting for its turn.
-#[derive(Debug)]
-struct Pending {
-    prompt: String,
-    negative_prompt: Option<String>,
-    seed: i64,
-    steps: u32,
-    guidance: f64,
-    received: Instant,
-}
-
 /// One session's decisions. See the module docs.
 #[derive(Debug)]
 pub(crate) struct SessionMachine {
-    config: Arc<ServeConfig>,
-    session: Session,
-    phase: Phase,
-    pending: VecDeque<Pending>,
-    running: bool,
-    draining: bool,
+    pub(super) config: Arc<ServeConfig>,
+    pub(super) session: Session,
+    pub(super) mode: Mode,
+    pub(super) phase: Phase,
+    /// Client-driven: the validated requests waiting for their turn.
+    pub(super) pending: VecDeque<Pending>,
+    /// Client-driven: enhancement, loop, auto-extension.
+    pub(super) v1: V1Director,
+    /// Server-driven: the product director's state.
+    pub(super) product: ProductState,
+    pub(super) running: bool,
+    pub(super) draining: bool,
     /// A `queue_status` went out while waiting for a worker.
     queue_reported: bool,
     preset: Option<String>,
@@ -167,16 +78,21 @@ pub(crate) struct SessionMachine {
     resume_token: Option<String>,
     /// Stream time at which the next segment starts (sum of finished segments' durations).
     stream_time_ms: f64,
-    actions: Vec<Action>,
+    /// Id of the next prompt call.
+    next_job: u64,
+    pub(super) actions: Vec<Action>,
 }
 
 impl SessionMachine {
-    pub(crate) fn new(config: Arc<ServeConfig>, session: Session) -> Self {
+    pub(crate) fn new(config: Arc<ServeConfig>, session: Session, mode: Mode) -> Self {
         Self {
             config,
             session,
+            mode,
             phase: Phase::AwaitInit,
             pending: VecDeque::new(),
+            v1: V1Director::default(),
+            product: ProductState::default(),
             running: false,
             draining: false,
             queue_reported: false,
@@ -184,8 +100,16 @@ impl SessionMachine {
             image_path: None,
             resume_token: None,
             stream_time_ms: 0.0,
+            next_job: 1,
             actions: Vec::new(),
         }
+    }
+
+    /// A fresh id for a prompt call.
+    pub(super) fn job_id(&mut self) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        id
     }
 
     /// The session (id, state, settings, timers).
@@ -208,6 +132,11 @@ impl SessionMachine {
 
     fn on(&mut self, input: Input) {
         match input {
+            Input::Opened => {
+                if self.mode == Mode::Product {
+                    self.product_opened();
+                }
+            }
             Input::Client(input) => self.on_client(input),
             Input::InitApplied(result) => self.init_applied(result),
             Input::Queue(pos) => {
@@ -216,6 +145,8 @@ impl SessionMachine {
                     self.send(Event::QueueStatus {
                         position: saturating_u32(pos.position),
                         queue_depth: saturating_u32(pos.queue_depth),
+                        total_workers: 0,
+                        available_workers: 0,
                     });
                 }
             }
@@ -226,6 +157,12 @@ impl SessionMachine {
                 self.fail(failure);
                 self.pump();
             }
+            Input::PromptDone(done) => match self.mode {
+                Mode::ClientDriven => self.v1_prompt_done(done),
+                Mode::Product => self.product_prompt_done(done),
+            },
+            Input::SafetyChecked { blocked, then } => self.safety_checked(blocked, then),
+            Input::Timer(timer) => self.timer(timer),
             Input::SegmentDone(result) => self.segment_done(result),
             Input::SnapshotLoaded(Ok(Some(state))) => self.send(Event::Snapshot(state)),
             Input::SnapshotLoaded(Ok(None)) => self.fail(Failure::NoState),
@@ -236,7 +173,9 @@ impl SessionMachine {
                 self.pending.clear();
                 match self.phase {
                     Phase::AwaitInit | Phase::Applying | Phase::Acquiring => {
-                        self.stream_complete(StreamCompleteReason::StopRequested);
+                        if self.mode == Mode::ClientDriven {
+                            self.stream_complete(StreamCompleteReason::StopRequested);
+                        }
                         self.end(EndReason::Shutdown);
                     }
                     // The running segment finishes; `pump` ends the session after it.
@@ -245,7 +184,7 @@ impl SessionMachine {
                 }
             }
             Input::HardStop => {
-                self.stream_complete(StreamCompleteReason::StopRequested);
+                self.close_stream(StreamCompleteReason::StopRequested);
                 self.end(EndReason::Shutdown);
             }
             Input::ClientGone => self.end(EndReason::ClientGone),
@@ -264,26 +203,48 @@ impl SessionMachine {
                 limit: self.config.streaming.max_message_bytes,
             }),
             ClientInput::BadUtf8 => self.end(EndReason::InvalidUtf8),
-            ClientInput::Binary if first => self.fail(Failure::BinaryInit),
+            // The product protocol answers every bad frame and keeps waiting for the init
+            // (after its wait, it starts with an empty one).
+            ClientInput::Binary if first && self.mode == Mode::ClientDriven => {
+                self.fail(Failure::BinaryInit)
+            }
             ClientInput::Binary => self.fail(Failure::BinaryMessage),
-            ClientInput::Invalid(e) if first => self.fail(Failure::BadInit(e)),
+            ClientInput::Invalid(e) if first && self.mode == Mode::ClientDriven => {
+                self.fail(Failure::BadInit(e))
+            }
             ClientInput::Invalid(e) => self.fail(Failure::BadMessage(e)),
             ClientInput::Message { msg, wire_name } => match (first, msg) {
                 (true, ClientMsg::Init(init)) => self.start_init(init),
+                (true, _) if self.mode == Mode::Product => {
+                    self.fail(Failure::AwaitingInit(wire_name))
+                }
                 (true, _) => self.fail(Failure::ExpectedInit(wire_name)),
                 (false, msg) => self.on_message(msg),
             },
         }
     }
 
-    fn start_init(&mut self, mut init: Box<InitRequest>) {
+    pub(super) fn start_init(&mut self, mut init: Box<InitRequest>) {
         self.phase = Phase::Applying;
         // Decoding and storing a large image takes a while: no timer may fire meanwhile.
         self.session.set_busy(true);
         self.preset = init.settings.preset.clone();
+        if self.mode == Mode::Product {
+            self.product_init(&mut init);
+        }
+        let seeds = init.settings.curated_prompts.clone();
         self.session
             .apply_settings(std::mem::take(&mut init.settings));
-        self.actions.push(Action::ApplyInit(init));
+        // The init's prompts are checked before anything else happens (close 1008 when
+        // one is blocked, before a worker is taken).
+        if self.config.streaming.safety.enabled && !seeds.is_empty() {
+            self.actions.push(Action::CheckSafety {
+                prompts: seeds,
+                then: Checked::Init(init),
+            });
+        } else {
+            self.actions.push(Action::ApplyInit(init));
+        }
     }
 
     fn init_applied(&mut self, result: Result<Applied, Failure>) {
@@ -327,15 +288,20 @@ impl SessionMachine {
         if self.phase != Phase::Acquiring {
             return;
         }
-        self.session.set_busy(false);
+        self.idle_timer(true);
         if !self.queue_reported {
             // Granted at once: the client still learns it never waited.
             self.send(Event::QueueStatus {
                 position: 0,
                 queue_depth: 0,
+                total_workers: 0,
+                available_workers: 0,
             });
         }
         self.enter(SessionState::GpuBinding);
+        if self.mode == Mode::Product {
+            return self.product_bound(worker_id);
+        }
         self.send(Event::GpuAssigned {
             worker_id,
             session_timeout: self.config.streaming.session_timeout_seconds,
@@ -355,93 +321,32 @@ impl SessionMachine {
     }
 
     fn on_message(&mut self, msg: ClientMsg) {
-        match msg {
-            // A second init is valid and ignored, as upstream does.
-            ClientMsg::Init(_) => tracing::debug!("ignoring repeated session_init_v2"),
-            ClientMsg::Segment(ask) => {
-                let checked = if self.pending.len() >= MAX_PENDING_SEGMENTS {
-                    Err(Failure::TooManyPending(MAX_PENDING_SEGMENTS))
-                } else {
-                    self.validate(ask)
-                };
-                match checked {
-                    Ok(pending) => {
-                        self.pending.push_back(pending);
-                        self.pump();
-                    }
-                    Err(failure) => self.fail(failure),
-                }
-            }
-            ClientMsg::Toggle(toggle) => self.session.apply_toggle(toggle),
-            ClientMsg::Snapshot => self.actions.push(Action::LoadSnapshot),
+        match self.mode {
+            Mode::ClientDriven => self.v1_message(msg),
+            Mode::Product => self.product_message(msg),
         }
-    }
-
-    /// Checks a segment request when it arrives, so a bad one is answered at once instead of
-    /// when its turn comes, and fills in the configured defaults.
-    fn validate(&self, ask: SegmentAsk) -> Result<Pending, Failure> {
-        let defaults = &self.config.default_request;
-        let sampling = &defaults.sampling;
-        for (field, text) in [
-            ("prompt", Some(&ask.prompt)),
-            ("negative_prompt", ask.negative_prompt.as_ref()),
-        ] {
-            if let Some(text) = text.filter(|t| t.len() > MAX_PROMPT_BYTES) {
-                return Err(Failure::OutOfRange(format!(
-                    "segment_prompt_source.{field}: {} bytes is longer than the {MAX_PROMPT_BYTES} byte limit",
-                    text.len()
-                )));
-            }
-        }
-        let steps = match ask.num_inference_steps {
-            None => sampling.num_inference_steps,
-            Some(n) if (1..=i64::from(MAX_STEPS)).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(Failure::OutOfRange(format!(
-                    "segment_prompt_source.num_inference_steps: {n} is out of range (1..={MAX_STEPS})"
-                )));
-            }
-        };
-        let guidance = match ask.guidance_scale {
-            None => sampling.guidance_scale,
-            Some(g) if g.is_finite() && (0.0..=MAX_GUIDANCE).contains(&g) => g,
-            Some(g) => {
-                return Err(Failure::OutOfRange(format!(
-                    "segment_prompt_source.guidance_scale: {g} is out of range (0..={MAX_GUIDANCE})"
-                )));
-            }
-        };
-        let negative_prompt = ask
-            .negative_prompt
-            .filter(|s| !s.is_empty())
-            .or_else(|| defaults.negative_prompt.clone());
-        Ok(Pending {
-            prompt: ask.prompt,
-            negative_prompt,
-            seed: ask.seed.unwrap_or(sampling.seed),
-            steps,
-            guidance,
-            received: Instant::now(),
-        })
     }
 
     /// Starts the next segment if one may start, or ends the stream when none ever will.
-    /// The one place where "what runs next" is decided.
-    fn pump(&mut self) {
-        if self.phase != Phase::Active || self.running {
+    /// The one place where "what runs next" is decided (by the session's director).
+    pub(super) fn pump(&mut self) {
+        if self.phase != Phase::Active {
             return;
         }
-        if self.session.cap_reached() {
-            self.stream_complete(StreamCompleteReason::SegmentCap);
-            return self.end(EndReason::SegmentCap);
+        match self.mode {
+            Mode::ClientDriven => self.v1_pump(),
+            Mode::Product => self.product_pump(),
         }
-        if self.draining {
-            self.stream_complete(StreamCompleteReason::StopRequested);
-            return self.end(EndReason::Shutdown);
-        }
-        let Some(next) = self.pending.pop_front() else {
-            return;
-        };
+    }
+
+    /// Orders `next` as the segment with wire index `wire_idx` (0-based; the session's
+    /// count within a `/ws` rollout).
+    pub(super) fn start_segment(
+        &mut self,
+        next: Pending,
+        wire_idx: u32,
+        meta: Option<SegmentMeta>,
+    ) {
         let sampling = &self.config.default_request.sampling;
         let segment_idx = self.session.segment_idx();
         let request = GenerationRequest {
@@ -460,16 +365,17 @@ impl SessionMachine {
             state: None,
         };
         let plan = SegmentPlan {
-            segment_idx,
+            segment_idx: wire_idx,
             prompt: next.prompt,
             total_steps: next.steps,
             fps: sampling.fps,
             pts_base_ms: self.stream_time_ms,
             received: next.received,
+            meta,
         };
         self.running = true;
         // No idle timer while a segment runs.
-        self.session.set_busy(true);
+        self.idle_timer(false);
         self.actions
             .push(Action::StartSegment(Box::new(SegmentOrder {
                 request,
@@ -479,7 +385,15 @@ impl SessionMachine {
 
     fn segment_over(&mut self) {
         self.running = false;
-        self.session.set_busy(false);
+        self.idle_timer(true);
+    }
+
+    /// Starts (`true`) or stops the session manager's idle timer. `/ws` sessions never run
+    /// it: their limit is a wall clock, and a project may sit idle on its socket.
+    fn idle_timer(&self, run: bool) {
+        if self.mode == Mode::ClientDriven {
+            self.session.set_busy(!run);
+        }
     }
 
     fn segment_done(&mut self, result: Result<SegmentDone, Failure>) {
@@ -487,6 +401,9 @@ impl SessionMachine {
             return;
         }
         self.segment_over();
+        if self.mode == Mode::Product {
+            return self.product_segment_done(result);
+        }
         match result {
             Ok(done) => {
                 self.stream_time_ms += done.duration_ms;
@@ -521,19 +438,70 @@ impl SessionMachine {
                 self.send(Event::SessionTimeout {
                     timeout_seconds: d.as_secs(),
                 });
-                self.stream_complete(StreamCompleteReason::StopRequested);
+                self.close_stream(StreamCompleteReason::StopRequested);
                 self.end(EndReason::IdleTimeout);
             }
             // Shutdown, eviction, and anything the manager learns to say later.
             _ => {
-                self.stream_complete(StreamCompleteReason::StopRequested);
+                self.close_stream(StreamCompleteReason::StopRequested);
                 self.end(EndReason::Shutdown);
             }
         }
     }
 
+    fn timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::InitWait => {
+                if self.phase == Phase::AwaitInit {
+                    tracing::info!("no init frame in time: starting with an empty init");
+                    self.start_init(Box::default());
+                }
+            }
+            Timer::SessionLimit => {
+                self.send(Event::SessionTimeout {
+                    timeout_seconds: self.config.streaming.dreamverse.session_limit_seconds,
+                });
+                self.end(EndReason::SessionLimit);
+            }
+        }
+    }
+
+    fn safety_checked(&mut self, blocked: Option<Blocked>, then: Checked) {
+        match then {
+            Checked::Init(init) => match blocked {
+                Some(b) if self.phase == Phase::Applying => {
+                    self.log_blocked("init", &b);
+                    self.fail(Failure::PromptBlocked {
+                        what: "initial prompt",
+                        index: Some(b.index),
+                        reason: b.reason,
+                        ends: true,
+                    });
+                }
+                None if self.phase == Phase::Applying => self.actions.push(Action::ApplyInit(init)),
+                _ => {}
+            },
+            other => match self.mode {
+                Mode::ClientDriven => self.v1_checked(blocked, other),
+                Mode::Product => self.product_checked(blocked, other),
+            },
+        }
+    }
+
+    pub(super) fn log_blocked(&mut self, source: &'static str, b: &Blocked) {
+        metrics::counter!(crate::metrics::PROMPTS_BLOCKED_TOTAL, "source" => source).increment(1);
+        self.log(
+            "prompt_blocked",
+            serde_json::json!({"source": source, "index": b.index, "reason": b.reason}),
+        );
+    }
+
+    pub(super) fn log(&mut self, event: &'static str, payload: serde_json::Value) {
+        self.actions.push(Action::Log { event, payload });
+    }
+
     /// Answers a failure with its error frame; ends the session when the mapping says so.
-    fn fail(&mut self, failure: Failure) {
+    pub(super) fn fail(&mut self, failure: Failure) {
         let ends = failure.wire().ends;
         self.actions.push(Action::Error(failure));
         if let Some(end) = ends {
@@ -541,7 +509,7 @@ impl SessionMachine {
         }
     }
 
-    fn end(&mut self, reason: EndReason) {
+    pub(super) fn end(&mut self, reason: EndReason) {
         if self.phase == Phase::Ended {
             return;
         }
@@ -554,29 +522,37 @@ impl SessionMachine {
         self.actions.push(Action::End(reason));
     }
 
-    fn send(&mut self, event: Event) {
+    pub(super) fn send(&mut self, event: Event) {
         self.actions.push(Action::Send(event));
     }
 
-    fn stream_complete(&mut self, reason: StreamCompleteReason) {
+    pub(super) fn stream_complete(&mut self, reason: StreamCompleteReason) {
         self.send(Event::StreamComplete(reason));
+    }
+
+    /// `ltx2_stream_complete` before an abnormal end, when the client has a stream open.
+    fn close_stream(&mut self, reason: StreamCompleteReason) {
+        match self.mode {
+            Mode::ClientDriven => self.stream_complete(reason),
+            Mode::Product => self.product_close_rollout(reason),
+        }
     }
 
     /// Moves the session to `to`. The machine only asks for edges in the table; a refused one
     /// is a bug in this file, never swallowed: it fails tests and is logged and counted.
-    fn enter(&mut self, to: SessionState) {
+    pub(super) fn enter(&mut self, to: SessionState) {
         if let Err(e) = self.session.transition(to) {
             self.bug(&e);
         }
     }
 
-    fn bug(&self, error: &dyn std::error::Error) {
+    pub(super) fn bug(&self, error: &dyn std::error::Error) {
         metrics::counter!(crate::metrics::SESSION_BUGS_TOTAL).increment(1);
         tracing::error!(session_id = %self.session.id(), %error, "session core bug");
         debug_assert!(false, "session core bug: {error}");
     }
 }
 
-fn saturating_u32(n: usize) -> u32 {
+pub(super) fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -15,13 +15,22 @@
 //! machine, limits, the pool lease, the segment pipeline, encoding, logs, stores, close codes
 //! — is shared.
 
+mod calls;
 mod event;
+mod io;
 mod machine;
+mod product;
+mod prompting;
 mod runtime;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use event::{ClientInput, ClientMsg, Event, InitRequest, SegmentAsk};
+pub(crate) use calls::PromptDeps;
+pub(crate) use event::{
+    ClientInput, ClientMsg, Dropped, Event, InitRequest, ProductEvent, ProductMsg, RewriteReport,
+    SegmentAsk, SegmentMeta,
+};
+pub(crate) use machine::Mode;
 pub use machine::{MAX_GUIDANCE, MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES, MAX_STEPS};
 pub(crate) use runtime::run;
 
@@ -40,4 +49,12 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     fn parse(&self, text: &str) -> ClientInput;
     /// Renders one session event as zero or more frames, in order.
     fn render(&self, event: Event, out: &mut Vec<WireFrame>);
+    /// Who drives generation.
+    fn mode(&self) -> Mode {
+        Mode::ClientDriven
+    }
+    /// The close frame for a session that ended this way (`None`: send none).
+    fn close(&self, end: &crate::error::EndReason) -> Option<(u16, String)> {
+        end.close()
+    }
 }

@@ -4,7 +4,7 @@
 //! It makes no decisions of its own.
 
 use super::machine::{Action, Applied, Checkpoint, Input, Resumed, SegmentOrder, SessionMachine};
-use super::{ClientInput, InitRequest, Protocol};
+use super::{ClientInput, Event, InitRequest, Protocol};
 use crate::app::AppState;
 use crate::error::{EndReason, Failure};
 use crate::metrics as m;
@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 /// `kind` of the record that says where a stream left off (under [`resume_record_key`]).
@@ -50,6 +50,7 @@ enum Woke {
     Segment(Box<Result<SegmentOutcome, tokio::task::JoinError>>),
     Position(QueuePosition),
     Granted(Result<Result<Lease, PoolError>, tokio::task::JoinError>),
+    Job(Result<Input, tokio::task::JoinError>),
     Expired(fv_session::Expiry),
     Gone,
     Incoming(Incoming),
@@ -93,14 +94,14 @@ pub(crate) async fn run(
         Ok((_ip_slot, session)) => {
             let span = tracing::info_span!("session", session_id = %session.id(), %peer);
             metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
-            let runtime = Runtime::new(state, protocol, session, out.clone(), stream);
+            let runtime = Runtime::new(state, protocol.clone(), session, out.clone(), stream);
             let (end, stream) = runtime.serve().instrument(span).await;
             metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
             metrics::counter!(m::SESSIONS_TOTAL, "reason" => end.as_str()).increment(1);
             (Some(end), stream)
         }
     };
-    let close = end.and_then(|e| e.close());
+    let close = end.and_then(|e| protocol.close(&e));
     if let Some((code, reason)) = &close {
         out.close(*code, reason).await;
     }
@@ -131,6 +132,8 @@ struct Runtime {
     last_state: Option<ContinuationState>,
     /// Key of this stream's resume records.
     resume_token: Option<String>,
+    /// Prompt calls and timers; each resolves to the input it produces.
+    jobs: JoinSet<Input>,
 }
 
 impl Runtime {
@@ -142,7 +145,7 @@ impl Runtime {
         stream: SocketStream,
     ) -> Self {
         let log = state.logger.open(session.id());
-        let machine = SessionMachine::new(state.config.clone(), session);
+        let machine = SessionMachine::new(state.config.clone(), session, protocol.mode());
         Self {
             state,
             protocol,
@@ -159,6 +162,7 @@ impl Runtime {
             end: None,
             last_state: None,
             resume_token: None,
+            jobs: JoinSet::new(),
         }
     }
 
@@ -168,6 +172,7 @@ impl Runtime {
         tokio::pin!(expired);
         let (draining, hard_stop) = (self.state.draining.clone(), self.state.hard_stop.clone());
         let mut drain_seen = false;
+        self.feed(Input::Opened).await;
         while !self.machine.ended() {
             let Self {
                 running,
@@ -175,6 +180,7 @@ impl Runtime {
                 acquiring,
                 out,
                 stream,
+                jobs,
                 ..
             } = &mut self;
             let woke = tokio::select! {
@@ -187,6 +193,7 @@ impl Runtime {
                 outcome = when_some(running) => Woke::Segment(Box::new(outcome)),
                 Some(pos) = when_some_recv(positions) => Woke::Position(pos),
                 granted = when_some(acquiring) => Woke::Granted(granted),
+                Some(joined) = jobs.join_next(), if !jobs.is_empty() => Woke::Job(joined),
                 expiry = &mut expired => Woke::Expired(expiry),
                 _ = out.closed() => Woke::Gone,
                 incoming = next_incoming(stream) => Woke::Incoming(incoming),
@@ -209,6 +216,13 @@ impl Runtime {
                         Err(PoolError::Closed)
                     });
                     self.granted(granted).await
+                }
+                Woke::Job(Ok(input)) => input,
+                Woke::Job(Err(e)) => {
+                    // Prompt calls and timers do not panic; if one did, its answer is lost and
+                    // the machine keeps waiting for it only until the session ends.
+                    tracing::error!(error = %e, "session job failed");
+                    continue;
                 }
                 Woke::Expired(expiry) => Input::Expired(expiry),
                 Woke::Gone => Input::ClientGone,
@@ -318,7 +332,37 @@ impl Runtime {
         match action {
             Action::Send(event) => {
                 // A client that is gone is noticed by the select loop (`out.closed`).
-                self.out.send(event).await;
+                self.out.send(self.enrich(event)).await;
+                None
+            }
+            Action::Prompt(job) => {
+                let deps = self.state.prompts.clone();
+                self.jobs.spawn(async move {
+                    Input::PromptDone(super::calls::run_prompt(deps, job).await)
+                });
+                None
+            }
+            Action::CheckSafety { prompts, then } => {
+                let blocked = super::calls::check(&self.state.prompts.safety, &prompts).await;
+                Some(Input::SafetyChecked { blocked, then })
+            }
+            Action::StartTimer { timer, after } => {
+                self.jobs.spawn(async move {
+                    tokio::time::sleep(after).await;
+                    Input::Timer(timer)
+                });
+                None
+            }
+            Action::Log { event, payload } => {
+                self.log.event(event, payload);
+                None
+            }
+            Action::ForgetState => {
+                self.last_state = None;
+                None
+            }
+            Action::KeepState(state) => {
+                self.last_state = state;
                 None
             }
             Action::Error(failure) => {
@@ -356,6 +400,26 @@ impl Runtime {
                 self.end = Some(reason);
                 None
             }
+        }
+    }
+
+    /// Fills in what only the runtime knows (the pool's worker counts of `queue_status`).
+    fn enrich(&self, event: Event) -> Event {
+        match event {
+            Event::QueueStatus {
+                position,
+                queue_depth,
+                ..
+            } => {
+                let pool = self.state.deps.pool.status();
+                Event::QueueStatus {
+                    position,
+                    queue_depth,
+                    total_workers: u32::try_from(pool.total_workers).unwrap_or(u32::MAX),
+                    available_workers: u32::try_from(pool.available_workers).unwrap_or(u32::MAX),
+                }
+            }
+            other => other,
         }
     }
 
@@ -515,6 +579,7 @@ impl Runtime {
             run,
             encoder,
             out: self.out.clone(),
+            audio: self.state.config.streaming.audio,
         };
         self.running = Some(tokio::spawn(crate::segment::run(job).instrument(span)));
         Ok(())

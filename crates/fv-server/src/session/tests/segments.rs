@@ -140,15 +140,17 @@ fn snapshots_are_answered_from_the_store() {
 }
 
 #[test]
-fn toggles_change_settings_only() {
+fn toggles_are_stored_and_pause_holds_everything() {
     let mut h = harness(6);
     h.active();
+    // Paused first: the other toggles are stored and start nothing (their effects are in
+    // tests/prompts.rs).
     for toggle in [
+        Toggle::GenerationPaused(true),
         Toggle::SeedPrompts(vec!["x".into()]),
         Toggle::Enhancement(true),
         Toggle::AutoExtension(true),
         Toggle::LoopGeneration(true),
-        Toggle::GenerationPaused(true),
     ] {
         assert!(
             h.client(ClientMsg::Toggle(toggle), "enhancement_updated")

@@ -1,10 +1,10 @@
-//! Finding, checking and loading the text side's weight files.
+//! Finding, checking and loading weight files (every component).
 //!
 //! Before any tensor data is read, the safetensors headers (a few KB each) are checked
 //! against the model's expected tensors, so a wrong, truncated or mismatched file is named
 //! in the error without reading gigabytes first.
 
-use super::names::{canonical_connector_name, canonical_gemma_name};
+use crate::text::{canonical_connector_name, canonical_gemma_name};
 use crate::weights::Weights;
 use crate::{InferenceError, Result};
 use candle_core::{DType, Device};
@@ -183,4 +183,10 @@ pub(crate) fn load_connectors(
 ) -> Result<Weights> {
     check_files(paths, canonical_connector_name, expected, "connectors")?;
     Weights::load_named(paths, dtype, device, canonical_connector_name)
+}
+
+/// A text file's contents, the path named in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| InferenceError::Io(format!("cannot read {}: {e}", path.display())))
 }
