@@ -130,6 +130,61 @@ fn segment_two_continues_segment_one_with_the_two_stage_preset() {
     conditioning_carries_over(true);
 }
 
+/// Max abs difference of `wave` `[2, S]` and the interleaved stereo `pcm` over their first
+/// `n` samples per channel.
+fn pcm_diff(wave: &Tensor, pcm: &[f32], n: usize) -> f32 {
+    let w: Vec<Vec<f32>> = wave.narrow(1, 0, n).unwrap().to_vec2().unwrap();
+    (0..n)
+        .flat_map(|i| {
+            [
+                (w[0][i] - pcm[2 * i]).abs(),
+                (w[1][i] - pcm[2 * i + 1]).abs(),
+            ]
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Segment 2's audio starts with segment 1's: its prefix decodes to the PCM segment 1
+/// emitted (the audio VAE is causal, and the prefix is all of segment 1's 18 audio latents
+/// here), where an unconditioned segment's audio is unrelated. (The tiny model's VAE is
+/// random, so decoding an encoding does not give the frames back: in pixels a conditioned
+/// segment is no closer to its predecessor than an unconditioned one; the video's
+/// continuity is checked on the latents above.)
+#[test]
+fn segment_two_audio_starts_with_segment_one_audio() {
+    let dir = model();
+    let mut p = load(&dir, false);
+    let (_, result1) = run(&mut p, &request(0, None, false));
+    let pcm1 = result1.audio.unwrap().samples; // 17 frames: 18 latents → 16 560 samples
+    let state1 = result1.state.unwrap();
+    // A 17-frame segment hands over all its audio: 17 frames' worth, the video starting
+    // 17 − 9 frames into it.
+    assert_eq!(state1.payload["audio_conditioning_num_frames"], 17);
+    let offset = state1.payload["video_position_offset_sec"]
+        .as_f64()
+        .unwrap();
+    assert!((offset - 8.0 / 24.0).abs() < 1e-6, "{offset}");
+
+    let wave = |p: &mut Ltx2Pipeline, state: Option<ContinuationState>| {
+        let out = p
+            .segment_latents(
+                &request(1, state, false),
+                &mut |_, _| {},
+                &CancelToken::new(),
+            )
+            .unwrap();
+        p.decode_audio(&out.audio).unwrap()
+    };
+    let continued = wave(&mut p, Some(state1));
+    let fresh = wave(&mut p, None);
+    // Up to ~2 latent frames before the prefix ends (the vocoder looks ahead).
+    let n = 16_560 - 2 * 960;
+    let (c, u) = (pcm_diff(&continued, &pcm1, n), pcm_diff(&fresh, &pcm1, n));
+    println!("segment 2's audio vs segment 1's PCM: continued {c:.2e}, unconditioned {u:.2e}");
+    assert!(c < 1e-5, "{c}");
+    assert!(u > 1e-2, "{u}");
+}
+
 /// A snapshot (the state as JSON, its big fields moved to a blob store and back) hydrated
 /// into a fresh worker gives the segment the original worker (hot state) gives.
 async fn snapshot_then_hydrate(two_stage: bool) {
