@@ -331,3 +331,61 @@ fn every_step_of_both_stages_is_reported_and_cancellable() {
         assert_eq!(sink.frames, 0);
     }
 }
+
+/// Records when each step and each frame batch arrives.
+struct Clock {
+    start: std::time::Instant,
+    events: Vec<(&'static str, f64)>,
+}
+
+impl GenerationSink for Clock {
+    fn step(&mut self, _: u32, _: u32) {
+        self.events
+            .push(("step", self.start.elapsed().as_secs_f64() * 1e3));
+    }
+    fn frames(&mut self, _: Vec<Frame>) {
+        self.events
+            .push(("frames", self.start.elapsed().as_secs_f64() * 1e3));
+    }
+}
+
+/// Tiny-model timings of a continued segment (printed, not asserted: the machine is shared):
+/// time to the first frames handed to the encoder, i.e. the first media, and in all. Frames
+/// only follow the last step of the last stage.
+#[test]
+fn continued_segment_timings_on_the_tiny_model() {
+    let dir = model();
+    for two_stage in [false, true] {
+        let mut p = load(&dir, two_stage);
+        let (_, result) = run(&mut p, &request(0, None, two_stage));
+        let r = request(1, result.state, two_stage);
+        let mut clock = Clock {
+            start: std::time::Instant::now(),
+            events: Vec::new(),
+        };
+        let result = p.generate(&r, &mut clock, &CancelToken::new()).unwrap();
+        let total = clock.start.elapsed().as_secs_f64() * 1e3;
+        let first = |what: &str| clock.events.iter().find(|e| e.0 == what).unwrap().1;
+        let last_step = clock.events.iter().rev().find(|e| e.0 == "step").unwrap().1;
+        println!(
+            "continued segment ({}, {}x{}, 17 frames, 2 + {} steps): first step {:.0} ms, \
+             last step {last_step:.0} ms, first frames (first media) {:.0} ms, done with the \
+             audio and the next state {total:.0} ms",
+            if two_stage { "two-stage" } else { "one stage" },
+            r.width,
+            r.height,
+            if two_stage { 2 } else { 0 },
+            first("step"),
+            first("frames"),
+        );
+        let kinds: Vec<&str> = clock.events.iter().map(|e| e.0).collect();
+        let steps = if two_stage { 4 } else { 2 };
+        assert_eq!(&kinds[..steps], vec!["step"; steps].as_slice());
+        assert_eq!(
+            &kinds[steps..],
+            ["frames"].as_slice(),
+            "8 new frames, one batch"
+        );
+        assert!(result.state.is_some() && result.audio.is_some());
+    }
+}
