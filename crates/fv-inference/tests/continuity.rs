@@ -280,6 +280,12 @@ fn malformed_foreign_or_unusable_states_are_invalid_requests() {
     let mut broken = good.clone();
     broken.payload["video"]["frames_b64"][0] = serde_json::json!("not base64!");
     assert!(try_with(&mut p, broken, 17).contains("frames_b64[0]"));
+    // Frames whose aspect ratio is far from the segment's (they would scale to 4.5 M × 64).
+    let mut wide = Continuation::from_state(&good, 2, 4, &Device::Cpu).unwrap();
+    (wide.width, wide.height) = (4096, 1);
+    wide.frames = vec![vec![0; 4096 * 3]; 9];
+    let wide = wide.to_state(serde_json::json!({}), 24_000).unwrap();
+    assert!(try_with(&mut p, wide, 17).contains("aspect ratios too far apart"));
     // A segment no longer than the frames it repeats has nothing new to show.
     assert!(try_with(&mut p, good.clone(), 9).contains("more than 9 frames"));
     // The worker still works afterwards.

@@ -7,7 +7,9 @@
 //! built. Frames go to the sink as soon as the video is decoded (8 at a time), before the
 //! audio is decoded and the state is built.
 
-use super::condition::{audio_conditioning, preprocess_frames, usable_frames, video_conditioning};
+use super::condition::{
+    audio_conditioning, preprocess_frames, scaled_size, usable_frames, video_conditioning,
+};
 use super::continuation::{
     AUDIO_CONDITIONING_FRAMES, CONDITIONING_FRAMES, Continuation, HotState, check_envelope, decode,
     fingerprint,
@@ -154,6 +156,11 @@ impl Ltx2Pipeline {
             None => None,
             Some(s) => Some(self.cond_plan(s, request, fps)?),
         };
+        if let Some(c) = &cond {
+            // The frames must scale to every stage's size (refused here, before any work).
+            scaled_size(c.state.width, c.state.height, stage1.0, stage1.1)?;
+            scaled_size(c.state.width, c.state.height, request.width, request.height)?;
+        }
         let extra = cond.as_ref().map_or(0, |c| {
             (c.state.audio_frames as usize).saturating_sub(c.frames)
         });
