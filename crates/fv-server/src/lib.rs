@@ -64,10 +64,13 @@ pub fn mock_deps(config: &ServeConfig, segment_time: Duration) -> Result<ServerD
     let workers = config.streaming.pool.workers();
     let generators = (0..workers)
         .map(|_| {
-            Box::new(MockGenerator::new(MockGeneratorConfig {
-                segment_time,
-                frame_batch: config.streaming.fragment_frames as usize,
-            })) as Box<dyn Generator>
+            Box::new(
+                MockGenerator::new(MockGeneratorConfig {
+                    segment_time,
+                    frame_batch: config.streaming.fragment_frames as usize,
+                })
+                .with_extra_steps(config.generator.refine_steps()),
+            ) as Box<dyn Generator>
         })
         .collect();
     deps_with_generators(config, generators)

@@ -223,7 +223,6 @@ fn fastvideo_demo_loads_with_its_values() {
         "generator.engine.compile.enabled",
         "generator.engine.offload.dit",
         "generator.engine.quantization.transformer_quant",
-        "generator.pipeline.preset_overrides",
         "server.output_dir",
         "streaming.pool.enable_audio_reencode",
     ] {
@@ -233,8 +232,11 @@ fn fastvideo_demo_loads_with_its_values() {
             loaded.ignored
         );
     }
+    // The refine override selects the two-stage preset (streaming-server).
+    assert_eq!(c.generator.refine_steps(), 2);
     for used in [
         "generator.model_path",
+        "generator.pipeline.preset_overrides",
         "server.port",
         "streaming.pool.num_workers",
         "streaming.warmup.prompt",

@@ -367,7 +367,8 @@ impl SessionMachine {
         let plan = SegmentPlan {
             segment_idx: wire_idx,
             prompt: next.prompt,
-            total_steps: next.steps,
+            // The two-stage preset's refine steps are numbered on after stage 1's.
+            total_steps: next.steps + self.config.generator.refine_steps(),
             fps: sampling.fps,
             pts_base_ms: self.stream_time_ms,
             received: next.received,
