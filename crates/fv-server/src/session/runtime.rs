@@ -130,6 +130,10 @@ struct Runtime {
     /// The state the next segment continues from (kept here, so a store failure cannot break
     /// continuity within the session; the store holds it for resumes on other connections).
     last_state: Option<ContinuationState>,
+    /// What `snapshot_state` answers: `last_state` as the store holds it (large fields as blob
+    /// references, so the frame stays small and any server sharing the blob store can hydrate
+    /// it), or `last_state` itself when the store does not hold it.
+    snapshot: Option<ContinuationState>,
     /// Key of this stream's resume records.
     resume_token: Option<String>,
     /// Prompt calls and timers; each resolves to the input it produces.
@@ -161,6 +165,7 @@ impl Runtime {
             encoder: None,
             end: None,
             last_state: None,
+            snapshot: None,
             resume_token: None,
             jobs: JoinSet::new(),
         }
@@ -359,9 +364,11 @@ impl Runtime {
             }
             Action::ForgetState => {
                 self.last_state = None;
+                self.snapshot = None;
                 None
             }
             Action::KeepState(state) => {
+                self.snapshot.clone_from(&state);
                 self.last_state = state;
                 None
             }
@@ -391,7 +398,7 @@ impl Runtime {
                 }
                 None
             }
-            Action::LoadSnapshot => Some(Input::SnapshotLoaded(Ok(self.last_state.clone()))),
+            Action::LoadSnapshot => Some(Input::SnapshotLoaded(Ok(self.snapshot.clone()))),
             Action::Checkpoint(checkpoint) => {
                 self.checkpoint(checkpoint).await;
                 None
@@ -466,9 +473,11 @@ impl Runtime {
                     ))
                 })?;
             self.last_state = Some(ContinuationState {
-                kind: state.kind,
+                kind: state.kind.clone(),
                 payload,
             });
+            // Answered verbatim, references and all, until a segment replaces it.
+            self.snapshot = Some(state);
         }
         let settings = self.machine.session().settings();
         self.log.session_start(settings);
@@ -513,6 +522,10 @@ impl Runtime {
                 None
             }
         };
+        self.snapshot = match &self.last_state {
+            Some(_) => stores.continuation.load_raw(token).await.ok().flatten(),
+            None => None,
+        };
         tracing::info!(segments, "stream resumed");
         Ok(Resumed {
             segments: segments as u32,
@@ -524,6 +537,7 @@ impl Runtime {
     /// metrics) and the session goes on: the state for its own next segment is kept here.
     async fn checkpoint(&mut self, checkpoint: Checkpoint) {
         self.last_state = checkpoint.state;
+        self.snapshot.clone_from(&self.last_state);
         let Some(token) = self.resume_token.clone() else {
             return;
         };
@@ -536,8 +550,18 @@ impl Runtime {
                 .map(|_| ()),
             None => stores.continuation.drop_session(&token).await,
         };
-        if let Err(e) = saved {
-            tracing::warn!(error = %e, "continuation snapshot not saved; the session goes on");
+        match saved {
+            Ok(()) if self.last_state.is_some() => {
+                match stores.continuation.load_raw(&token).await {
+                    Ok(Some(stored)) => self.snapshot = Some(stored),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "stored snapshot not read back"),
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "continuation snapshot not saved; the session goes on");
+            }
         }
         let record = ContinuationState {
             kind: RESUME_RECORD_KIND.to_owned(),
