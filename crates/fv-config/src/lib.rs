@@ -46,6 +46,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
 
+mod markdown;
+#[cfg(test)]
+mod tests;
+mod walk;
+
+pub use markdown::reference_markdown;
+use walk::Walk;
+
 /// The marker for keys that are accepted but not used (`#[schemars(extend("x-unused" = true))]`).
 pub const UNUSED: &str = "x-unused";
 
@@ -225,11 +233,3 @@ pub fn describe(value: &Value) -> String {
         Value::Object(_) => "a mapping".to_owned(),
     }
 }
-
-mod markdown;
-#[cfg(test)]
-mod tests;
-mod walk;
-
-pub use markdown::reference_markdown;
-use walk::Walk;
