@@ -306,6 +306,7 @@ fn done(segment_idx: u32, state: Option<ContinuationState>) -> Input {
         encode_ms: 1.0,
         first_media_ms: Some(2.0),
         e2e_ms: 7.0,
+        meta: None,
         state,
     }))
 }

@@ -71,15 +71,21 @@ fn next_seed(n: u32, seed: u32, prompt: &str) -> Vec<String> {
     ]
 }
 
-/// The segment done (its state kept for the next one), then what the director did next.
+/// The segment done (its state kept for the next one, its completion sent), then what the
+/// director did next.
 fn seg_done(h: &mut Harness) -> Vec<String> {
     let mut out = h.feed(done(0, None));
     assert_eq!(
-        out.first().map(String::as_str),
-        Some("keep_state -"),
+        out.get(..2),
+        Some(
+            &[
+                "keep_state -".to_owned(),
+                "send segment_complete".to_owned()
+            ][..]
+        ),
         "{out:?}"
     );
-    out.remove(0);
+    out.drain(..2);
     out
 }
 
@@ -93,8 +99,8 @@ fn the_generators_state_carries_to_the_next_segment_of_the_rollout() {
     let mut h = product(6);
     start(&mut h, preset(&["a", "b"]));
     let out = h.feed(done(0, Some(state("ltx2.v1"))));
-    assert_eq!(out[0], "keep_state ltx2.v1");
-    assert_eq!(out[1..], next_seed(2, 1, "b"));
+    assert_eq!(out[..2], ["keep_state ltx2.v1", "send segment_complete"]);
+    assert_eq!(out[2..], next_seed(2, 1, "b"));
 }
 
 #[test]
