@@ -1,5 +1,5 @@
 //! The serve config's own rules: which keys are used, defaults, device spellings, the
-//! generated reference. (Loading and error messages: `tests/config.rs`.)
+//! generated reference. (Loading and error messages: `tests/config/`.)
 
 use super::*;
 
