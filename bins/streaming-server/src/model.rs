@@ -2,7 +2,7 @@
 //! `--config`, the tiny random-weight model made on first use in a cache directory.
 
 use anyhow::Context;
-use fv_inference::pipeline::PipelineOptions;
+use fv_inference::pipeline::{PipelineOptions, Refine};
 use fv_inference::{DType, Device, Ltx2Pipeline};
 use fv_server::ServerDeps;
 use fv_server::config::{ModelDevice, ModelDtype, PoolMode, ServeConfig};
@@ -144,6 +144,14 @@ pub fn load(
             options = options.with_text_encoder_dtype(DType::F32);
         }
         options = options.with_text_encoder_device(d);
+    }
+    if let Some(refine) = config.generator.refine() {
+        // Stage 1 at half size, the latent upsampler (`latent_upsampler/` in the model
+        // folder), then the refine at full size.
+        options = options.with_refine(Refine {
+            steps: refine.steps,
+            add_noise: refine.add_noise,
+        });
     }
     let pipeline = Ltx2Pipeline::load_with_options(model, &device, &options)
         .with_context(|| format!("loading the model from {}", model.display()))?;

@@ -61,3 +61,77 @@ fn starts_with_no_arguments_on_the_embedded_tiny_model() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// FastVideo's `preset_overrides.refine` in the serve YAML selects the two-stage preset: stage
+/// 1 at half size, the latent upsampler, the refine at full size. Steps are numbered across
+/// both stages, and the second segment continues the first (9 conditioning frames dropped).
+#[test]
+fn the_refine_override_serves_the_two_stage_preset() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("tiny");
+    fv_inference::tiny::write_random_model(&model)?;
+    let config = dir.path().join("two-stage.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "generator:\n  model_path: {}\n  pipeline:\n    preset_overrides:\n      refine:\n        \
+             enabled: true\n        num_inference_steps: 2\n        guidance_scale: 1.0\n        \
+             add_noise: true\n\
+             default_request:\n  sampling:\n    num_frames: 17\n    width: 128\n    height: 128\n    \
+             fps: 24\n    num_inference_steps: 2\n\
+             streaming:\n  warmup:\n    enabled: false\n  pool:\n    num_workers: 1\n",
+            model.display()
+        ),
+    )?;
+    let mut child = fv_testkit::ChildGuard::new(
+        Command::new(BIN)
+            .args(["--port", "0", "--host", "127.0.0.1", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .map(|a| a.trim_end_matches('/').to_owned())
+        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let mut client = fv_testkit::Client::connect(&format!("ws://{addr}/v1/stream")).await?;
+        client.init().await?;
+        for (segment, new_frames) in [(0, 17), (1, 17 - 9)] {
+            let t = client.segment("a lighthouse at dusk").await?;
+            let steps: Vec<(u64, u64)> = t
+                .messages
+                .iter()
+                .filter(|m| m["type"] == "step_complete")
+                .map(|m| {
+                    (
+                        m["step"].as_u64().unwrap_or_default(),
+                        m["total_steps"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                steps,
+                [(1, 4), (2, 4), (3, 4), (4, 4)],
+                "segment {segment}: {:?}",
+                t.order
+            );
+            let start = t.find("ltx2_segment_start").expect("segment start");
+            assert_eq!(start["total_steps"], 4, "segment {segment}");
+            let decoded = fv_testkit::decode_fmp4(&t.media())?;
+            assert_eq!(decoded.frames, new_frames, "segment {segment}");
+            assert_eq!((decoded.width, decoded.height), (128, 128));
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

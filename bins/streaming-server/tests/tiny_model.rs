@@ -148,3 +148,62 @@ fn a_bad_device_spelling_is_a_config_error_naming_the_key() {
         "config errors exit 64: {stderr}"
     );
 }
+
+/// `/ws`, the Dreamverse product protocol, on the tiny model: the rollout's first segment
+/// carries the model's own audio beside its video (decoded back: 48 kHz stereo, not silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_product_protocol_with_the_models_audio() {
+    use fv_testkit::{Client, Received};
+    let (_dir, server) = common::tiny_model_server(|config| {
+        let s = &mut config.default_request.sampling;
+        (s.width, s.height, s.num_frames, s.num_inference_steps) = (64, 64, 17, 2);
+        // What streaming-server's own configs default to (the test config is the mock's).
+        config.streaming.audio = fv_server::config::AudioMode::Generator;
+    })
+    .await;
+    let mut c = Client::connect_product(&format!("ws://{}/ws", server.addr))
+        .await
+        .unwrap();
+    c.send_json(
+        &serde_json::json!({"type": "session_init_v2", "preset_id": "custom_editable",
+        "preset_label": "Custom rollout", "curated_prompts": [],
+        "initial_rollout_prompt": "waves on a pebble beach", "initial_image": null,
+        "single_clip_mode": false, "enhancement_enabled": false,
+        "auto_extension_enabled": false, "loop_generation_enabled": false}),
+    )
+    .await
+    .unwrap();
+    let mut media = Vec::new();
+    loop {
+        match c.recv().await.unwrap() {
+            Received::Json(v) => {
+                assert_ne!(v["type"], "error", "{v}");
+                if v["type"] == "media_init" {
+                    assert!(
+                        v["mime"].as_str().is_some_and(|m| m.contains("mp4a.40.2")),
+                        "{v}"
+                    );
+                }
+                if v["type"] == "ltx2_segment_complete" {
+                    break;
+                }
+            }
+            Received::Binary(b) => media.extend(b),
+            other => panic!("segment ended by {other:?}"),
+        }
+    }
+    let segment = fv_encoder::inspect::parse_segment(&media).unwrap();
+    assert_eq!(segment.sample_count(), 17);
+    let audio = fv_encoder::inspect::decode_audio(&segment).unwrap();
+    assert_eq!((audio.sample_rate, audio.channels), (48_000, 2));
+    // 17 frames at 24 fps is 0.708 s: the track covers it.
+    assert!(
+        audio.samples.len() / 2 >= 17 * 48_000 / 24 - 1024,
+        "{}",
+        audio.samples.len()
+    );
+    let rms =
+        (audio.samples.iter().map(|s| s * s).sum::<f32>() / audio.samples.len() as f32).sqrt();
+    assert!(rms > 1e-3, "the model's audio, not silence: rms {rms}");
+    server.shutdown().await.unwrap();
+}

@@ -32,11 +32,23 @@ impl Default for MockGeneratorConfig {
 #[derive(Debug, Clone, Default)]
 pub struct MockGenerator {
     config: MockGeneratorConfig,
+    extra_steps: u32,
 }
 
 impl MockGenerator {
     pub fn new(config: MockGeneratorConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            extra_steps: 0,
+        }
+    }
+
+    /// Reports `steps` more steps after the request's own, numbered on from them, the way a
+    /// model with a second stage does (the LTX-2 two-stage preset's refine), so a server
+    /// configured for it announces and reports the same count on the mock.
+    pub fn with_extra_steps(mut self, steps: u32) -> Self {
+        self.extra_steps = steps;
+        self
     }
 
     /// Frame `index` (0-based, within the segment) of the segment `request` describes.
@@ -77,7 +89,7 @@ impl Generator for MockGenerator {
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
     ) -> Result<GenerationResult, GenerateError> {
-        let total = request.num_inference_steps.max(1);
+        let total = request.num_inference_steps.max(1) + self.extra_steps;
         let per_step = self.config.segment_time / total;
         for step in 1..=total {
             if cancel.is_cancelled() {
@@ -157,6 +169,15 @@ mod tests {
         assert_eq!(state.kind, "ltx2.v1");
         assert_eq!(state.payload["segment_index"], 0);
         assert_eq!(state.payload["source_prompt"], "a cat");
+    }
+
+    #[test]
+    fn extra_steps_are_numbered_on_after_the_requests() {
+        let mut g = MockGenerator::default().with_extra_steps(2);
+        let mut sink = CollectingSink::default();
+        g.generate(&request(0), &mut sink, &CancelToken::new())
+            .expect("mock never fails");
+        assert_eq!(sink.steps, vec![(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]);
     }
 
     #[test]

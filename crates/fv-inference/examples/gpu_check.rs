@@ -9,18 +9,23 @@
 //!
 //! Options: `--device cpu|cuda|cuda:N`, `--dtype bf16|f16|f32`, `--size WxHxF`,
 //! `--layers N` (fewer transformer blocks), `--repeat N`, `--text-tokens N`, `--no-vae`,
-//! `--tiny` (the tiny random model's configs at 96x64x17). The last line printed is one JSON
-//! object with every figure.
+//! `--tiny` (the tiny random model's configs at 96x64x17), `--no-stage2`. Unless
+//! `--no-stage2`, it also times what a continued segment of the two-stage streaming preset
+//! adds to its steps: the VAE encode of the 9 conditioning frames at 960×544 and at
+//! 1920×1088, and the latent upsampler on 16×17×30 latents (`--tiny`: 64×96 / 128×192). The
+//! last line printed is one JSON object with every figure.
 
 use candle_core::{DType, Device};
-use fv_inference::timing::{self, TimingConfig, TimingReport};
-use fv_inference::{TransformerConfig, VaeConfig, tiny};
+use fv_inference::timing::{self, Stage2TimingConfig, TimingConfig, TimingReport};
+use fv_inference::{LatentUpsamplerConfig, TransformerConfig, VaeConfig, VaeEncoderConfig, tiny};
 use std::process::ExitCode;
 
 #[derive(Debug)]
 struct Args {
     device: String,
     config: TimingConfig,
+    /// The stage-2 pieces, unless `--no-stage2`.
+    stage2: Option<Stage2TimingConfig>,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize, usize), String> {
@@ -35,6 +40,8 @@ fn parse_size(s: &str) -> Result<(usize, usize, usize), String> {
 fn parse_args() -> Result<Args, String> {
     let mut device = "cuda".to_string();
     let mut config = TimingConfig::ltx2_stage1();
+    let mut stage2 = Some(Stage2TimingConfig::ltx2_streaming());
+    let mut tiny_model = false;
     let mut args = std::env::args().skip(1);
     let value = |args: &mut dyn Iterator<Item = String>, flag: &str| {
         args.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -66,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
                 config.text_tokens = number(value(&mut args, "--text-tokens")?, "--text-tokens")?
             }
             "--no-vae" => config.vae_decode = false,
+            "--no-stage2" => stage2 = None,
             "--tiny" => {
                 let t = TransformerConfig::from_json(&tiny::transformer_config_json().to_string());
                 let v = VaeConfig::from_json(&tiny::vae_config_json().to_string());
@@ -74,19 +82,35 @@ fn parse_args() -> Result<Args, String> {
                 (config.width, config.height, config.num_frames) = (96, 64, 17);
                 config.text_tokens = 8;
                 device = "cpu".into();
+                tiny_model = true;
             }
             "-h" | "--help" => {
                 return Err(
                     "usage: gpu_check [--device cpu|cuda|cuda:N] [--dtype bf16|f16|f32] \
                             [--size WxHxF] [--layers N] [--repeat N] [--text-tokens N] \
-                            [--no-vae] [--tiny]"
+                            [--no-vae] [--no-stage2] [--tiny]"
                         .into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
-    Ok(Args { device, config })
+    if let Some(s) = stage2.as_mut() {
+        s.dtype = config.dtype;
+        s.repeat = config.repeat;
+        if tiny_model {
+            let e = VaeEncoderConfig::from_json(&tiny::vae_config_json().to_string());
+            let u = LatentUpsamplerConfig::from_json(&tiny::upsampler_config_json().to_string());
+            s.encoder = e.map_err(|e| e.to_string())?;
+            s.upsampler = u.map_err(|e| e.to_string())?;
+            (s.width, s.height, s.num_frames) = (128, 192, 17);
+        }
+    }
+    Ok(Args {
+        device,
+        config,
+        stage2,
+    })
 }
 
 fn open_device(name: &str) -> Result<Device, String> {
@@ -223,6 +247,46 @@ fn main() -> ExitCode {
             fmt(&report.vae_ms)
         );
     }
+    let stage2 = match &args.stage2 {
+        None => serde_json::Value::Null,
+        Some(s) => match timing::run_stage2(s, &device) {
+            Ok(r) => {
+                println!(
+                    "stage-2 pieces ({:?}): VAE encoder {:.1} M params, upsampler {:.1} M params; \
+                     encode {} frames to {:?}: median {:.1} ms ({} ms); to {:?}: median {:.1} ms \
+                     ({} ms); upsample to {:?}: median {:.1} ms ({} ms)",
+                    s.dtype,
+                    r.encoder_params as f64 / 1e6,
+                    r.upsampler_params as f64 / 1e6,
+                    s.cond_frames,
+                    r.cond_half_dims,
+                    TimingReport::median(&r.encode_half_ms),
+                    fmt(&r.encode_half_ms),
+                    r.cond_full_dims,
+                    TimingReport::median(&r.encode_full_ms),
+                    fmt(&r.encode_full_ms),
+                    r.upsampled_dims,
+                    TimingReport::median(&r.upsample_ms),
+                    fmt(&r.upsample_ms)
+                );
+                serde_json::json!({
+                    "size": [s.width, s.height, s.num_frames],
+                    "cond_frames": s.cond_frames,
+                    "weights_ms": r.weights_ms,
+                    "encode_half_ms": r.encode_half_ms,
+                    "encode_half_median_ms": TimingReport::median(&r.encode_half_ms),
+                    "encode_full_ms": r.encode_full_ms,
+                    "encode_full_median_ms": TimingReport::median(&r.encode_full_ms),
+                    "upsample_ms": r.upsample_ms,
+                    "upsample_median_ms": TimingReport::median(&r.upsample_ms),
+                })
+            }
+            Err(e) => {
+                eprintln!("gpu_check: stage-2 timing failed: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let summary = serde_json::json!({
         "device": args.device,
         "dtype": format!("{:?}", c.dtype),
@@ -236,6 +300,7 @@ fn main() -> ExitCode {
         "vae_ms": report.vae_ms,
         "vae_median_ms": TimingReport::median(&report.vae_ms),
         "kernel": kernel,
+        "stage2": stage2,
     });
     println!("{summary}");
     ExitCode::SUCCESS

@@ -1,14 +1,19 @@
 //! Timing the model pieces at a chosen size with random weights: what `examples/gpu_check.rs`
 //! runs on a GPU host to time one transformer forward and one VAE decode at the released
 //! stage-1 shape (no real weights can be downloaded here; speed does not depend on values),
-//! and [`run_audio`]: one audio decode (audio VAE decoder + vocoder) of a segment's latents.
+//! and [`run_audio`]: one audio decode (audio VAE decoder + vocoder) of a segment's latents,
+//! and [`run_stage2`]: what a continued two-stage segment adds to its denoising steps (the VAE
+//! encode of the conditioning frames at both stages' sizes, the latent upsampler).
 
 use crate::audio_vae::{AudioVaeConfig, AudioVaeDecoder};
 use crate::pipeline::LatentGrid;
 use crate::rope::VideoCoords;
 use crate::tiny::random_weights;
 use crate::transformer::Timesteps;
+use crate::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
 use crate::vae::{VaeConfig, VideoVaeDecoder};
+use crate::vae_encoder::VideoVaeEncoder;
+use crate::vae_encoder_config::{VaeEncoderConfig, canonical_vae_encoder_name};
 use crate::vocoder::{Vocoder, VocoderConfig};
 use crate::{InferenceError, Ltx2VideoTransformer, Result, TransformerConfig, Weights};
 use candle_core::{DType, Device, Tensor};
@@ -283,5 +288,138 @@ pub fn run_audio(cfg: &AudioTimingConfig, device: &Device) -> Result<AudioTiming
         vocoder_ms,
         mel_dims: mel.dims().to_vec(),
         waveform_dims: waveform.dims().to_vec(),
+    })
+}
+
+/// What to time in [`run_stage2`].
+#[derive(Debug, Clone)]
+pub struct Stage2TimingConfig {
+    pub encoder: VaeEncoderConfig,
+    pub upsampler: LatentUpsamplerConfig,
+    /// The output (stage-2) width and height; stage 1 runs at half of each.
+    pub width: usize,
+    pub height: usize,
+    /// The segment's video frames (its `(F − 1)/8 + 1` stage-1 latent frames are upsampled).
+    pub num_frames: usize,
+    /// Conditioning frames encoded at each stage (9, `1 + 8k`).
+    pub cond_frames: usize,
+    /// Timed runs of each piece, after one untimed warm-up run.
+    pub repeat: usize,
+    pub dtype: DType,
+    pub seed: u64,
+}
+
+impl Stage2TimingConfig {
+    /// FastVideo's streaming preset at the released size: 9 frames encoded at 960×544 and at
+    /// 1920×1088, 16×17×30 stage-1 latents upsampled to 16×34×60, bf16.
+    pub fn ltx2_streaming() -> Self {
+        Self {
+            encoder: VaeEncoderConfig::ltx2(),
+            upsampler: LatentUpsamplerConfig::ltx2(),
+            width: 1920,
+            height: 1088,
+            num_frames: 121,
+            cond_frames: 9,
+            repeat: 3,
+            dtype: DType::BF16,
+            seed: 2025,
+        }
+    }
+}
+
+/// What one [`run_stage2`] measured (milliseconds of wall time, device synchronised).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage2TimingReport {
+    pub encoder_params: usize,
+    pub upsampler_params: usize,
+    /// Creating the random weights on the device.
+    pub weights_ms: f64,
+    /// One entry per timed encode of the conditioning frames at stage 1's (half) size.
+    pub encode_half_ms: Vec<f64>,
+    /// One entry per timed encode of the conditioning frames at the output size.
+    pub encode_full_ms: Vec<f64>,
+    /// One entry per timed upsample of the stage-1 latents.
+    pub upsample_ms: Vec<f64>,
+    /// The encoded conditioning latents `[1, C, F', H', W']` at each size.
+    pub cond_half_dims: Vec<usize>,
+    pub cond_full_dims: Vec<usize>,
+    /// The upsampled latents `[1, C, F, 2H, 2W]`.
+    pub upsampled_dims: Vec<usize>,
+}
+
+/// Builds the VAE encoder and the latent upsampler with random weights on `device` and times
+/// the encode of `cond_frames` frames at half and at full size and one upsample of the
+/// stage-1 latents (batch 1).
+pub fn run_stage2(cfg: &Stage2TimingConfig, device: &Device) -> Result<Stage2TimingReport> {
+    if cfg.repeat == 0 || cfg.num_frames == 0 || cfg.cond_frames == 0 {
+        return Err(InferenceError::Input(
+            "repeat, num_frames and cond_frames must be at least 1".into(),
+        ));
+    }
+    if !cfg.width.is_multiple_of(64) || !cfg.height.is_multiple_of(64) {
+        return Err(InferenceError::Input(format!(
+            "{}x{}: the two-stage sizes are multiples of 64 (stage 1 at half)",
+            cfg.width, cfg.height
+        )));
+    }
+    let enames = VideoVaeEncoder::expected_weights(&cfg.encoder)?;
+    let unames = LatentUpsampler::expected_weights(&cfg.upsampler)?;
+    let start = Instant::now();
+    let ew = Weights::from_named_tensors(
+        random_weights(&enames, cfg.dtype, device, cfg.seed)?,
+        canonical_vae_encoder_name,
+    )?;
+    let encoder = VideoVaeEncoder::new(&cfg.encoder, &ew)?;
+    drop(ew);
+    let uw = Weights::from_named_tensors(
+        random_weights(&unames, cfg.dtype, device, cfg.seed ^ 1)?,
+        crate::canonical_upsampler_name,
+    )?;
+    let upsampler = LatentUpsampler::new(&cfg.upsampler, &uw, encoder.statistics().clone())?;
+    drop(uw);
+    device.synchronize()?;
+    let weights_ms = start.elapsed().as_secs_f64() * 1e3;
+
+    let times = |w: usize, h: usize| -> Result<(Vec<f64>, Vec<usize>)> {
+        let frames = Tensor::rand(-1f32, 1.0, (1, 3, cfg.cond_frames, h, w), device)?;
+        let encode = || encoder.encode(&frames);
+        let dims = timed(device, encode)?.1.dims().to_vec();
+        let ms = (0..cfg.repeat)
+            .map(|_| timed(device, encode).map(|r| r.0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((ms, dims))
+    };
+    let (encode_half_ms, cond_half_dims) = times(cfg.width / 2, cfg.height / 2)?;
+    let (encode_full_ms, cond_full_dims) = times(cfg.width, cfg.height)?;
+
+    let [ft, sh, sw] = cfg.encoder.compression()?;
+    let latent_frames = (cfg.num_frames - 1) / ft + 1;
+    let latents = Tensor::randn(
+        0f32,
+        1.0,
+        (
+            1,
+            cfg.upsampler.in_channels,
+            latent_frames,
+            cfg.height / 2 / sh,
+            cfg.width / 2 / sw,
+        ),
+        device,
+    )?;
+    let up = || upsampler.upsample(&latents);
+    let upsampled_dims = timed(device, up)?.1.dims().to_vec();
+    let upsample_ms = (0..cfg.repeat)
+        .map(|_| timed(device, up).map(|r| r.0))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stage2TimingReport {
+        encoder_params: param_count(&enames),
+        upsampler_params: param_count(&unames),
+        weights_ms,
+        encode_half_ms,
+        encode_full_ms,
+        upsample_ms,
+        cond_half_dims,
+        cond_full_dims,
+        upsampled_dims,
     })
 }

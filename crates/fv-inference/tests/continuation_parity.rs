@@ -175,6 +175,9 @@ fn a_continued_segment_drops_the_repeated_head() {
     let next = Continuation::from_state(&result.state.unwrap(), 2, 4, &Device::Cpu).unwrap();
     assert_eq!((next.frames.len(), next.segment_index), (9, 1));
     assert_eq!(next.audio.unwrap().dims(), &[1, 2, 68, 4]);
+    // Its audio covers 49 + 16 frames: the next segment starts from the last 49.
+    assert_eq!(next.audio_frames, 49);
+    assert_eq!(next.offset_sec, Some(40.0 / 24.0));
 }
 
 #[test]

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Device};
-use fv_inference::timing::{AudioTimingConfig, TimingConfig, TimingReport, run, run_audio};
-use fv_inference::{TransformerConfig, VaeConfig, tiny};
+use fv_inference::timing::{
+    AudioTimingConfig, Stage2TimingConfig, TimingConfig, TimingReport, run, run_audio, run_stage2,
+};
+use fv_inference::{LatentUpsamplerConfig, TransformerConfig, VaeConfig, VaeEncoderConfig, tiny};
 
 fn tiny_config() -> TimingConfig {
     TimingConfig {
@@ -113,4 +115,42 @@ fn times_the_audio_decode_at_a_tiny_size() {
         released.audio_vae.mel_frames_for(released.latent_frames),
         501
     );
+}
+
+#[test]
+fn times_the_stage2_pieces_at_a_tiny_size() {
+    let cfg = Stage2TimingConfig {
+        encoder: VaeEncoderConfig::from_json(&tiny::vae_config_json().to_string()).unwrap(),
+        upsampler: LatentUpsamplerConfig::from_json(&tiny::upsampler_config_json().to_string())
+            .unwrap(),
+        width: 128,
+        height: 192,
+        num_frames: 17,
+        cond_frames: 9,
+        repeat: 2,
+        dtype: DType::F32,
+        seed: 3,
+    };
+    let r = run_stage2(&cfg, &Device::Cpu).unwrap();
+    // 9 frames → 2 latent frames at 64×96 (2×3) and at 128×192 (4×6); 3×3×2 → 3×6×4.
+    assert_eq!(r.cond_half_dims, vec![1, 8, 2, 3, 2]);
+    assert_eq!(r.cond_full_dims, vec![1, 8, 2, 6, 4]);
+    assert_eq!(r.upsampled_dims, vec![1, 8, 3, 6, 4]);
+    assert!(r.encoder_params > 0 && r.upsampler_params > 0);
+    let measured = |ms: &f64| ms.is_finite() && *ms > 0.0;
+    for v in [&r.encode_half_ms, &r.encode_full_ms, &r.upsample_ms] {
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(measured), "{r:?}");
+    }
+    println!(
+        "tiny stage-2 pieces: encode 9 frames at 64x96 {:.0} ms, at 128x192 {:.0} ms, \
+         upsample {:.0} ms",
+        TimingReport::median(&r.encode_half_ms),
+        TimingReport::median(&r.encode_full_ms),
+        TimingReport::median(&r.upsample_ms)
+    );
+    // Odd sizes are refused, not run.
+    let mut odd = cfg;
+    odd.width = 96;
+    assert!(run_stage2(&odd, &Device::Cpu).is_err());
 }

@@ -92,8 +92,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
     parse_client_value(value)
 }
 
-/// Parses a client message that is already a JSON value.
-pub fn parse_client_value(value: Value) -> Result<ClientMessage, ParseError> {
+/// A message's `type` and the rest of its object (`type` removed, so it never lands in a
+/// catch-all such as `SessionInitV2::extra`). Both protocols' parsers start here.
+pub(crate) fn split_type(value: Value) -> Result<(String, Value), ParseError> {
     let mut map = match value {
         Value::Object(map) => map,
         other => {
@@ -102,7 +103,6 @@ pub fn parse_client_value(value: Value) -> Result<ClientMessage, ParseError> {
             });
         }
     };
-    // Removed so it never lands in `SessionInitV2::extra`.
     let type_name = match map.remove("type") {
         None => return Err(ParseError::MissingType),
         Some(Value::String(s)) => s,
@@ -112,7 +112,12 @@ pub fn parse_client_value(value: Value) -> Result<ClientMessage, ParseError> {
             });
         }
     };
-    let body = Value::Object(map);
+    Ok((type_name, Value::Object(map)))
+}
+
+/// Parses a client message that is already a JSON value.
+pub fn parse_client_value(value: Value) -> Result<ClientMessage, ParseError> {
+    let (type_name, body) = split_type(value)?;
     match type_name.as_str() {
         "session_init_v2" => body_of(body, "session_init_v2").map(ClientMessage::SessionInitV2),
         "segment_prompt_source" => {

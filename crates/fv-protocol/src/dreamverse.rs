@@ -236,24 +236,7 @@ fn prompt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// product's types.
 pub fn parse_dreamverse_message(text: &str) -> Result<DreamverseMessage, ParseError> {
     let value: Value = serde_json::from_str(text).map_err(|e| ParseError::not_json(&e))?;
-    let mut map = match value {
-        Value::Object(map) => map,
-        other => {
-            return Err(ParseError::NotObject {
-                got: lax::describe(&other),
-            });
-        }
-    };
-    let type_name = match map.remove("type") {
-        None => return Err(ParseError::MissingType),
-        Some(Value::String(s)) => s,
-        Some(other) => {
-            return Err(ParseError::TypeNotString {
-                got: lax::describe(&other),
-            });
-        }
-    };
-    let body = Value::Object(map);
+    let (type_name, body) = crate::client::split_type(value)?;
     use DreamverseMessage as M;
     Ok(match type_name.as_str() {
         "session_init_v2" => M::SessionInit(Box::new(body_of(body, "session_init_v2")?)),

@@ -31,26 +31,7 @@ pub(crate) async fn upgrade(
         )
             .into_response();
     }
-    if state.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "server is draining").into_response();
-    }
-    if let Err(refusal) =
-        crate::access::check(&state.config.streaming, request.headers(), request.uri())
-    {
-        tracing::info!(%peer, %refusal, "websocket upgrade refused");
-        return refusal.into_response();
-    }
-    let limit = state.config.streaming.max_message_bytes;
-    let (response, socket) = crate::ws::accept(request, limit);
-    if let Some(socket) = socket {
-        let tracker = state.tracker.clone();
-        tokio::spawn(tracker.track_future(async move {
-            if let Some(socket) = socket.await {
-                crate::session::run(state, Arc::new(Dreamverse), socket, peer).await;
-            }
-        }));
-    }
-    response
+    crate::session::upgrade(state, Arc::new(Dreamverse), request, peer)
 }
 
 /// The Dreamverse product protocol.

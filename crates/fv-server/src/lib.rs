@@ -126,12 +126,13 @@ pub fn mock_deps(config: &ServeConfig, segment_time: Duration) -> Result<ServerD
 }
 
 /// The mock generator a config asks for: `segment_time` per segment, frames handed over in
-/// batches of `streaming.fragment_frames`.
+/// batches of `streaming.fragment_frames`, the preset's refine steps reported as extra steps.
 pub fn mock_generator(config: &ServeConfig, segment_time: Duration) -> MockGenerator {
     MockGenerator::new(MockGeneratorConfig {
         segment_time,
         frame_batch: config.streaming.fragment_frames as usize,
     })
+    .with_extra_steps(config.generator.refine_steps())
 }
 
 fn pool_config(config: &ServeConfig) -> PoolConfig {

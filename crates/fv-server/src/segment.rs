@@ -61,7 +61,21 @@ pub(crate) struct SegmentDone {
     pub encode_ms: f64,
     pub first_media_ms: Option<f64>,
     pub e2e_ms: f64,
+    /// Product-protocol details of the segment, echoed in its completion.
+    pub meta: Option<SegmentMeta>,
     pub state: Option<ContinuationState>,
+}
+
+impl SegmentDone {
+    /// The segment's `ltx2_segment_complete`.
+    pub(crate) fn complete_event(&self) -> Event {
+        Event::SegmentComplete {
+            segment_idx: self.segment_idx,
+            generation_ms: self.generation_ms,
+            e2e_ms: self.e2e_ms,
+            meta: self.meta.clone(),
+        }
+    }
 }
 
 pub(crate) struct SegmentOutcome {
@@ -310,13 +324,8 @@ async fn drive(
     };
     media.gone_if(!out.send(complete).await)?;
     let e2e_ms = ms_since(plan.received);
-    let done = Event::SegmentComplete {
-        segment_idx: idx,
-        generation_ms,
-        e2e_ms,
-        meta: plan.meta.clone(),
-    };
-    media.gone_if(!out.send(done).await)?;
+    // `ltx2_segment_complete` is the session core's to send: after the segment is booked and
+    // checkpointed, so a client that saw it can always resume after it.
     Ok(SegmentDone {
         segment_idx: idx,
         prompt: plan.prompt.clone(),
@@ -328,6 +337,7 @@ async fn drive(
         encode_ms: media.encode_ms,
         first_media_ms: media.first_media_ms,
         e2e_ms,
+        meta: plan.meta.clone(),
         state,
     })
 }

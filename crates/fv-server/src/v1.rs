@@ -6,8 +6,7 @@
 use crate::app::AppState;
 use crate::session::{ClientInput, ClientMsg, Event, InitRequest, Protocol, SegmentAsk, WireFrame};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use fv_protocol::{ClientMessage, MediaMode, STAGE_DENOISE, ServerMessage};
 use fv_session::{SessionSettings, Toggle};
 use std::net::SocketAddr;
@@ -20,26 +19,7 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    if state.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "server is draining").into_response();
-    }
-    if let Err(refusal) =
-        crate::access::check(&state.config.streaming, request.headers(), request.uri())
-    {
-        tracing::info!(%peer, %refusal, "websocket upgrade refused");
-        return refusal.into_response();
-    }
-    let limit = state.config.streaming.max_message_bytes;
-    let (response, socket) = crate::ws::accept(request, limit);
-    if let Some(socket) = socket {
-        let tracker = state.tracker.clone();
-        tokio::spawn(tracker.track_future(async move {
-            if let Some(socket) = socket.await {
-                crate::session::run(state, Arc::new(V1), socket, peer).await;
-            }
-        }));
-    }
-    response
+    crate::session::upgrade(state, Arc::new(V1), request, peer)
 }
 
 /// FastVideo's `/v1/stream` wire format.

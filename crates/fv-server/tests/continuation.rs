@@ -237,3 +237,89 @@ async fn bad_resume_tokens_are_refused_by_name() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A generator whose state carries 3 frames of 64 KiB each in `video.frames_b64`, and which
+/// records the state each request brought.
+struct BigState {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Option<fv_core::ContinuationState>>>>,
+}
+
+fn big_frames(segment: u32) -> Vec<serde_json::Value> {
+    (0..3u8)
+        .map(|i| {
+            let bytes = vec![i.wrapping_add(segment as u8); 64 * 1024];
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        })
+        .collect()
+}
+
+impl fv_core::Generator for BigState {
+    fn generate(
+        &mut self,
+        request: &fv_core::GenerationRequest,
+        sink: &mut dyn fv_core::GenerationSink,
+        cancel: &fv_core::CancelToken,
+    ) -> Result<fv_core::GenerationResult, fv_core::GenerateError> {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(request.state.clone());
+        }
+        let mut result = fv_core::MockGenerator::default().generate(request, sink, cancel)?;
+        let payload = json!({
+            "schema_version": 1,
+            "segment_index": request.segment_idx,
+            "video": {"frames_b64": big_frames(request.segment_idx)},
+        });
+        result.state = Some(fv_core::ContinuationState {
+            kind: "ltx2.v1".into(),
+            payload: payload.as_object().cloned().unwrap_or_default(),
+        });
+        Ok(result)
+    }
+}
+
+/// `snapshot_state` answers with the stored form: the frames moved to the blob store and
+/// referenced, so the frame stays small; a new session (here on the same server, in
+/// production on any replica sharing the blob store) hydrates the references back, and its
+/// generator gets the frames themselves.
+#[tokio::test]
+async fn snapshots_reference_large_fields_in_the_blob_store_and_hydrate_back() -> anyhow::Result<()>
+{
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut config = test_config();
+    config.store.inline_max_bytes = 64 * 1024;
+    let generator = BigState { seen: seen.clone() };
+    let deps = fv_server::deps_with_generators(&config, vec![Box::new(generator)])?;
+    let server = TestServer::start_with(config, deps).await?;
+    let mut a = server.connect().await?;
+    a.init().await?;
+    a.segment("first").await?;
+    a.send_json(&json!({"type": "snapshot_state"})).await?;
+    let snap = a.expect("continuation_state_snapshot").await?;
+    let video = &snap["state"]["payload"]["video"];
+    assert!(video.get("frames_b64").is_none(), "{video}");
+    assert_eq!(video["frame_count"], 3, "{video}");
+    assert!(video["blob_id"].is_string(), "{video}");
+    assert!(
+        snap.to_string().len() < 4096,
+        "{} bytes",
+        snap.to_string().len()
+    );
+    drop(a);
+
+    let mut b = server.connect().await?;
+    b.init_with(json!({"continuation_state": snap["state"].clone()}))
+        .await?;
+    b.segment("second").await?;
+    let states = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    assert_eq!(states.len(), 2);
+    let hydrated = states[1].as_ref().expect("the new session's state");
+    assert_eq!(
+        hydrated.payload["video"]["frames_b64"],
+        json!(big_frames(0)),
+        "the generator gets the frames, not the references"
+    );
+    Ok(())
+}

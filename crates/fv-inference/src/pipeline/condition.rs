@@ -10,6 +10,9 @@ use crate::vae_encoder::VideoVaeEncoder;
 use crate::{InferenceError, Result};
 use candle_core::{DType, Device, Tensor};
 
+/// Most a conditioning frame's scaled area may exceed the target's (the part cropped away).
+pub const MAX_SCALED_AREA_FACTOR: usize = 16;
+
 /// RGB24 frames of `src_w × src_h` → `[1, 3, F, height, width]` f32 in [-1, 1], as the
 /// reference prepares conditioning frames: scale by `max(height/src_h, width/src_w)` to
 /// `ceil(side · scale)` with bilinear interpolation (`align_corners=False`, no antialias),
@@ -30,6 +33,8 @@ pub fn preprocess_frames(
             frames.len()
         )));
     }
+    let (new_w, new_h) = scaled_size(src_w, src_h, width, height)?;
+    let (w, h) = (width as usize, height as usize);
     let n = frames.len();
     // [F, 3, h, w], channel planes, values 0..255 as f32 (the reference's `pixels`)
     let mut values = vec![0f32; n * 3 * plane];
@@ -48,16 +53,6 @@ pub fn preprocess_frames(
         }
     }
     let pixels = Tensor::from_vec(values, (n, 3, sh, sw), device)?;
-    // Python floats: the scale and the scaled sizes in f64.
-    let scale = (f64::from(height) / sh as f64).max(f64::from(width) / sw as f64);
-    let new_h = (sh as f64 * scale).ceil() as usize;
-    let new_w = (sw as f64 * scale).ceil() as usize;
-    let (w, h) = (width as usize, height as usize);
-    if new_h < h || new_w < w {
-        return Err(InferenceError::Input(format!(
-            "cannot scale {src_w}x{src_h} to cover {width}x{height}"
-        )));
-    }
     let resized = if (new_h, new_w) == (sh, sw) {
         pixels
     } else {
@@ -72,6 +67,37 @@ pub fn preprocess_frames(
         .permute((1, 0, 2, 3))?
         .unsqueeze(0)?
         .contiguous()?)
+}
+
+/// The size frames of `src_w × src_h` are scaled to before the centre crop to
+/// `width × height`: by `max(height/src_h, width/src_w)`, each side rounded up (Python floats).
+/// Refused when the scaled area is over [`MAX_SCALED_AREA_FACTOR`] × the target's (aspect
+/// ratios far apart: a 4096×1 frame covering 1920×1088 would be 4.5 M pixels wide, more than
+/// can be allocated).
+pub fn scaled_size(src_w: u32, src_h: u32, width: u32, height: u32) -> Result<(usize, usize)> {
+    let (sw, sh) = (src_w as usize, src_h as usize);
+    let (w, h) = (width as usize, height as usize);
+    if sw == 0 || sh == 0 || w == 0 || h == 0 {
+        return Err(InferenceError::Input(format!(
+            "conditioning frames of {src_w}x{src_h} cannot make {width}x{height}"
+        )));
+    }
+    let scale = (f64::from(height) / sh as f64).max(f64::from(width) / sw as f64);
+    let new_h = (sh as f64 * scale).ceil() as usize;
+    let new_w = (sw as f64 * scale).ceil() as usize;
+    if new_h < h || new_w < w {
+        return Err(InferenceError::Input(format!(
+            "cannot scale {src_w}x{src_h} to cover {width}x{height}"
+        )));
+    }
+    if new_h.saturating_mul(new_w) > MAX_SCALED_AREA_FACTOR * h * w {
+        return Err(InferenceError::Input(format!(
+            "conditioning frames of {src_w}x{src_h} scale to {new_w}x{new_h} to cover \
+             {width}x{height}: aspect ratios too far apart (more than \
+             {MAX_SCALED_AREA_FACTOR}x the area)"
+        )));
+    }
+    Ok((new_w, new_h))
 }
 
 /// How many of `available` conditioning frames a segment of `num_frames` uses: `1 + 8k`
@@ -182,6 +208,13 @@ mod tests {
         let t = preprocess_frames(&[frame[..12].to_vec()], 2, 2, 4, 4, &Device::Cpu).unwrap();
         assert_eq!(t.dims(), &[1, 3, 1, 4, 4]);
         assert!(preprocess_frames(&[vec![0; 5]], 2, 2, 4, 4, &Device::Cpu).is_err());
+        // A 4096×1 frame would scale to 4.5 M × 1088 to cover 1920×1088: refused.
+        let e =
+            preprocess_frames(&[vec![0; 4096 * 3]], 4096, 1, 1920, 1088, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("aspect ratios too far apart"), "{e}");
+        // 16:9 frames covering 9:16 (a stream that turns) are fine: 3.2× the area.
+        let t = preprocess_frames(&[vec![0; 64 * 36 * 3]], 64, 36, 36, 64, &Device::Cpu).unwrap();
+        assert_eq!(t.dims(), &[1, 3, 1, 64, 36]);
     }
 
     #[test]

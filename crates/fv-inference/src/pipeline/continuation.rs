@@ -37,6 +37,10 @@ pub const AUDIO_CONDITIONING_FRAMES: u32 = 49;
 pub const MAX_STATE_FRAMES: usize = crate::vae_encoder::MAX_ENCODE_FRAMES;
 /// Largest frame side a state may carry.
 pub const MAX_STATE_SIDE: u32 = crate::vae_encoder::MAX_ENCODE_SIDE as u32;
+/// Most RGB bytes a state's frames may decode to, all frames together (9 frames of 4096²
+/// take 453 MiB): a few kilobytes of PNG can inflate to 48 MiB per frame, so the budget is
+/// checked from frame 0's size before any other frame is decoded.
+pub const MAX_STATE_RGB_BYTES: usize = 1 << 30;
 /// Largest base64 string one field may hold (a 4096² RGB PNG is at most ~50 MB).
 pub const MAX_FIELD_B64_BYTES: usize = 96 << 20;
 /// Largest `audio_conditioning_num_frames` accepted.
@@ -241,16 +245,17 @@ pub(crate) fn decode(
     for (i, f) in list.iter().enumerate() {
         let what = format!("video.frames_b64[{i}]");
         let png = b64(f.as_str(), &what)?;
-        let (w, h, rgb) = decode_png(&png).map_err(|e| bad(format!("{what}: {e}")))?;
-        match size {
-            None => size = Some((w, h)),
-            Some(s) if s != (w, h) => {
+        let (w, h, rgb) = decode_png(&png, size).map_err(|e| bad(format!("{what}: {e}")))?;
+        if size.is_none() {
+            let total = list.len() * rgb.len();
+            if total > MAX_STATE_RGB_BYTES {
                 return Err(bad(format!(
-                    "{what} is {w}x{h}, frame 0 is {}x{}; the frames must share one size",
-                    s.0, s.1
+                    "video.frames_b64: {} frames of {w}x{h} decode to {total} bytes, at most \
+                     {MAX_STATE_RGB_BYTES}",
+                    list.len()
                 )));
             }
-            Some(_) => {}
+            size = Some((w, h));
         }
         frames.push(rgb);
     }
@@ -298,8 +303,12 @@ fn b64(s: Option<&str>, what: &str) -> Result<Vec<u8>> {
 }
 
 /// PNG → (width, height, RGB24). 8-bit RGB or RGBA (alpha dropped), at most
-/// [`MAX_STATE_SIDE`] per side.
-fn decode_png(bytes: &[u8]) -> std::result::Result<(u32, u32, Vec<u8>), String> {
+/// [`MAX_STATE_SIDE`] per side, and `expect`'s size when given (checked before the pixels
+/// are decoded).
+fn decode_png(
+    bytes: &[u8],
+    expect: Option<(u32, u32)>,
+) -> std::result::Result<(u32, u32, Vec<u8>), String> {
     let limits = png::Limits {
         bytes: (MAX_STATE_SIDE as usize).pow(2) * 4,
     };
@@ -312,6 +321,13 @@ fn decode_png(bytes: &[u8]) -> std::result::Result<(u32, u32, Vec<u8>), String> 
     if w == 0 || h == 0 || w > MAX_STATE_SIDE || h > MAX_STATE_SIDE {
         return Err(format!(
             "{w}x{h} frame; sides of 1 to {MAX_STATE_SIDE} are accepted"
+        ));
+    }
+    if let Some((ew, eh)) = expect
+        && (ew, eh) != (w, h)
+    {
+        return Err(format!(
+            "is {w}x{h}, frame 0 is {ew}x{eh}; the frames must share one size"
         ));
     }
     let (color, depth) = reader.output_color_type();
@@ -384,12 +400,12 @@ fn decode_audio(bytes: &[u8], channels: usize, mel: usize, device: &Device) -> R
         }
     }
     let t = t.to_dtype(DType::F32)?;
+    // Every value (a max would skip NaN); at most 1 × C × 2048 × M floats.
     let finite = t
-        .abs()?
         .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()?
-        .is_finite();
+        .to_vec1::<f32>()?
+        .iter()
+        .all(|v| v.is_finite());
     if !finite {
         return Err(bad("audio latents are not finite"));
     }
@@ -662,6 +678,21 @@ mod tests {
                 "{msg}"
             );
         }
+        // A decompression bomb: 22 copies of one 0.25 MB PNG of 4096² black pixels would
+        // decode to 1.1 GB; refused after the first frame.
+        let black = encode_png(4096, 4096, &vec![0; 4096 * 4096 * 3]).unwrap();
+        assert!(black.len() < 1 << 20, "{}", black.len());
+        let bomb = edit(&|p| {
+            p["video"]["frames_b64"] = json!(vec![B64.encode(&black); 22]);
+        });
+        assert!(bomb.contains("22 frames of 4096x4096"), "{bomb}");
+        // NaN audio latents (not the first value)
+        let mut c = sample();
+        let mut v: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        v[7] = f32::NAN;
+        c.audio = Some(Tensor::from_vec(v, (1, 2, 5, 4), &Device::Cpu).unwrap());
+        let nan = err(c.to_payload(json!({}), 24_000).unwrap(), LTX2_STATE_KIND);
+        assert!(nan.contains("not finite"), "{nan}");
         // audio latents of another model's shape
         let s = state(good);
         let e = decode(check_envelope(&s).unwrap(), 8, 16, &Device::Cpu).unwrap_err();

@@ -7,7 +7,9 @@
 //! built. Frames go to the sink as soon as the video is decoded (8 at a time), before the
 //! audio is decoded and the state is built.
 
-use super::condition::{audio_conditioning, preprocess_frames, usable_frames, video_conditioning};
+use super::condition::{
+    audio_conditioning, preprocess_frames, scaled_size, usable_frames, video_conditioning,
+};
 use super::continuation::{
     AUDIO_CONDITIONING_FRAMES, CONDITIONING_FRAMES, Continuation, HotState, check_envelope, decode,
     fingerprint,
@@ -154,6 +156,11 @@ impl Ltx2Pipeline {
             None => None,
             Some(s) => Some(self.cond_plan(s, request, fps)?),
         };
+        if let Some(c) = &cond {
+            // The frames must scale to every stage's size (refused here, before any work).
+            scaled_size(c.state.width, c.state.height, stage1.0, stage1.1)?;
+            scaled_size(c.state.width, c.state.height, request.width, request.height)?;
+        }
         let extra = cond.as_ref().map_or(0, |c| {
             (c.state.audio_frames as usize).saturating_sub(c.frames)
         });
@@ -529,6 +536,14 @@ impl Ltx2Pipeline {
     ) -> crate::Result<ContinuationState> {
         let audio = self.audio_vae.unpack_tokens(audio)?;
         let keep = frames.len();
+        // Video frames' worth of audio the next segment starts from: 49, or all this
+        // segment's audio covers when that is less (its video plus a continued segment's
+        // prefix), so the prefix ends where the next segment's new frames begin.
+        let covered = request.num_frames as usize
+            + plan.cond.as_ref().map_or(0, |c| {
+                (c.state.audio_frames as usize).saturating_sub(c.frames)
+            });
+        let audio_frames = AUDIO_CONDITIONING_FRAMES.min(covered as u32);
         let state = Continuation {
             segment_index: u64::from(request.segment_idx),
             frames,
@@ -536,11 +551,9 @@ impl Ltx2Pipeline {
             height: request.height,
             video_strength: 1.0,
             audio: Some(audio),
-            audio_frames: AUDIO_CONDITIONING_FRAMES,
+            audio_frames,
             audio_strength: 1.0,
-            offset_sec: Some(
-                (AUDIO_CONDITIONING_FRAMES as usize).saturating_sub(keep) as f32 / plan.fps,
-            ),
+            offset_sec: Some((audio_frames as usize).saturating_sub(keep) as f32 / plan.fps),
         };
         let metadata = serde_json::json!({
             "generator": "fv-inference",

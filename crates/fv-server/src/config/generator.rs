@@ -23,9 +23,9 @@ pub struct GeneratorConfig {
     /// Engine settings (only `num_gpus` is used here).
     #[serde(default)]
     pub engine: EngineConfig,
-    /// Pipeline selection.
+    /// Pipeline selection. Of it, streaming-server reads `preset_overrides.refine` (the
+    /// two-stage preset); the other keys are FastVideo's, accepted so its configs load.
     #[serde(default)]
-    #[schemars(extend("x-unused" = true))]
     pub pipeline: PipelineConfig,
     /// fv-stream addition: where the native model (streaming-server) runs: `cpu` (default),
     /// `cuda` or `cuda:N` (a build with `--features cuda`).
@@ -94,11 +94,108 @@ impl GeneratorConfig {
         self.device.as_deref().and_then(ModelDevice::parse)
     }
 
+    /// The two-stage preset's refine, from `pipeline.preset_overrides.refine` the way
+    /// FastVideo's `streaming_demo.yaml` writes it (`enabled`, `num_inference_steps`,
+    /// `guidance_scale`, `add_noise`); `None` when absent or not enabled. `validate` has
+    /// reported bad values; here they read as "no refine".
+    pub fn refine(&self) -> Option<RefineSettings> {
+        RefineSettings::parse(&self.pipeline.preset_overrides)
+            .ok()
+            .flatten()
+    }
+
+    /// Denoising steps the refine adds after the request's own (0 without it): every
+    /// segment reports `num_inference_steps + refine_steps()` steps.
+    pub fn refine_steps(&self) -> u32 {
+        self.refine().map_or(0, |r| r.steps)
+    }
+
     /// The parsed `text_encoder_device` (`None` when unset: with the model).
     pub fn text_encoder_device(&self) -> Option<ModelDevice> {
         self.text_encoder_device
             .as_deref()
             .and_then(ModelDevice::parse)
+    }
+}
+
+/// `generator.pipeline.preset_overrides.refine`: after stage 1 at half the width and height,
+/// the latent upsampler doubles the latents and a short refine runs at full size
+/// (ltx2-phase2-facts §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefineSettings {
+    /// Refine steps: 2 (FastVideo's streaming preset, the default) or 3 (the distilled refine).
+    pub steps: u32,
+    /// Re-noise the upsampled video and audio latents before the refine (default true).
+    pub add_noise: bool,
+}
+
+impl RefineSettings {
+    const KEYS: [&str; 4] = [
+        "enabled",
+        "num_inference_steps",
+        "guidance_scale",
+        "add_noise",
+    ];
+
+    /// Reads `preset_overrides` (`Ok(None)`: no refine, or `enabled` is not true); errors are
+    /// `(key under refine, message)`.
+    pub(crate) fn parse(overrides: &super::Mapping) -> Result<Option<Self>, Vec<(String, String)>> {
+        use serde_json::Value;
+        let Some(refine) = overrides.get("refine") else {
+            return Ok(None);
+        };
+        let map = match refine {
+            Value::Null => return Ok(None),
+            Value::Object(map) => map,
+            _ => return Err(vec![(String::new(), "must be a mapping".into())]),
+        };
+        let mut problems = Vec::new();
+        for key in map.keys() {
+            if !Self::KEYS.contains(&key.as_str()) {
+                problems.push((
+                    key.clone(),
+                    format!("unknown key; known: {}", Self::KEYS.join(", ")),
+                ));
+            }
+        }
+        let flag =
+            |key: &str, default: bool, problems: &mut Vec<(String, String)>| match map.get(key) {
+                None | Some(Value::Null) => default,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    problems.push((key.into(), "must be true or false".into()));
+                    default
+                }
+            };
+        let enabled = flag("enabled", true, &mut problems);
+        let add_noise = flag("add_noise", true, &mut problems);
+        let steps = match map.get("num_inference_steps") {
+            None | Some(Value::Null) => 2,
+            Some(v) => match v.as_u64() {
+                Some(n @ (2 | 3)) => n as u32,
+                _ => {
+                    problems.push((
+                        "num_inference_steps".into(),
+                        format!("must be 2 or 3 (the distilled refine schedules), got {v}"),
+                    ));
+                    2
+                }
+            },
+        };
+        match map.get("guidance_scale") {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_f64() == Some(1.0) => {}
+            Some(v) => problems.push((
+                "guidance_scale".into(),
+                format!(
+                    "must be 1.0: the refine runs the distilled model without guidance, got {v}"
+                ),
+            )),
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(enabled.then_some(Self { steps, add_noise }))
     }
 }
 
@@ -274,18 +371,24 @@ pub struct QuantizationConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Workload kind.
+    #[schemars(extend("x-unused" = true))]
     pub workload_type: Option<WorkloadType>,
     /// Named preset.
+    #[schemars(extend("x-unused" = true))]
     pub preset: Option<String>,
     /// Preset version.
+    #[schemars(extend("x-unused" = true))]
     pub preset_version: Option<i64>,
     /// Component paths and overrides.
+    #[schemars(extend("x-unused" = true))]
     pub components: ComponentsConfig,
     /// Tiled VAE decode (null: model default).
+    #[schemars(extend("x-unused" = true))]
     pub vae_tiling: Option<bool>,
-    /// Preset overrides.
+    /// Preset overrides; fv-stream reads `refine` (the two-stage preset) and ignores the rest.
     pub preset_overrides: Mapping,
     /// Experimental switches.
+    #[schemars(extend("x-unused" = true))]
     pub experimental: Mapping,
 }
 

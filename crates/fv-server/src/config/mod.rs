@@ -252,6 +252,15 @@ impl ServeConfig {
                 ));
             }
         }
+        if let Err(refine) = RefineSettings::parse(&self.generator.pipeline.preset_overrides) {
+            for (key, message) in refine {
+                let path = match key.as_str() {
+                    "" => "generator.pipeline.preset_overrides.refine".to_owned(),
+                    key => format!("generator.pipeline.preset_overrides.refine.{key}"),
+                };
+                problems.push(Problem::new(path, message));
+            }
+        }
         if self.server.host.trim().is_empty() {
             problems.push(Problem::new("server.host", "must not be empty".to_owned()));
         }

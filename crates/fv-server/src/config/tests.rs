@@ -1,5 +1,5 @@
 //! The serve config's own rules: which keys are used, defaults, device spellings, the
-//! generated reference. (Loading and error messages: `tests/config.rs`.)
+//! generated reference. (Loading and error messages: `tests/config/`.)
 
 use super::*;
 
@@ -34,6 +34,7 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
     let expected = [
         "generator.model_path",
         "generator.engine.num_gpus",
+        "generator.pipeline.preset_overrides",
         "generator.device",
         "generator.dtype",
         "generator.text_encoder_device",
@@ -180,6 +181,58 @@ fn generator_device_and_dtype_parse_and_bad_spellings_name_the_key() {
             .expect_err("tpu")
             .to_string();
     assert!(err.contains("generator.text_encoder_device"), "{err}");
+}
+
+#[test]
+fn the_two_stage_preset_reads_fastvideos_refine_override() {
+    let with = |refine: &str| {
+        ServeConfig::from_yaml_str(&format!(
+            "generator:\n  model_path: m\n  pipeline:\n    preset_overrides:\n      refine: {refine}\n"
+        ))
+    };
+    // FastVideo's streaming_demo.yaml spelling.
+    let demo =
+        with("{enabled: true, num_inference_steps: 2, guidance_scale: 1.0, add_noise: true}")
+            .expect("valid")
+            .config;
+    assert_eq!(
+        demo.generator.refine(),
+        Some(RefineSettings {
+            steps: 2,
+            add_noise: true
+        })
+    );
+    assert_eq!(demo.generator.refine_steps(), 2);
+    let three = with("{num_inference_steps: 3, add_noise: false}")
+        .expect("valid")
+        .config;
+    assert_eq!(
+        three.generator.refine(),
+        Some(RefineSettings {
+            steps: 3,
+            add_noise: false
+        })
+    );
+    for off in ["{enabled: false, num_inference_steps: 2}", "null"] {
+        let c = with(off).expect(off).config;
+        assert_eq!(c.generator.refine(), None, "{off}");
+        assert_eq!(c.generator.refine_steps(), 0, "{off}");
+    }
+    assert_eq!(ServeConfig::new("m").generator.refine_steps(), 0);
+    for (bad, key) in [
+        ("{num_inference_steps: 5}", "refine.num_inference_steps"),
+        ("{num_inference_steps: two}", "refine.num_inference_steps"),
+        ("{guidance_scale: 3.0}", "refine.guidance_scale"),
+        ("{enabled: yes please}", "refine.enabled"),
+        ("{add_nosie: true}", "refine.add_nosie"),
+        ("[1, 2]", "refine: must be a mapping"),
+    ] {
+        let err = with(bad).expect_err(bad).to_string();
+        assert!(
+            err.contains(&format!("generator.pipeline.preset_overrides.{key}")),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -367,7 +367,8 @@ impl SessionMachine {
         let plan = SegmentPlan {
             segment_idx: wire_idx,
             prompt: next.prompt,
-            total_steps: next.steps,
+            // The two-stage preset's refine steps are numbered on after stage 1's.
+            total_steps: next.steps + self.config.generator.refine_steps(),
             fps: sampling.fps,
             pts_base_ms: self.stream_time_ms,
             received: next.received,
@@ -407,12 +408,17 @@ impl SessionMachine {
         match result {
             Ok(done) => {
                 self.stream_time_ms += done.duration_ms;
+                let complete = done.complete_event();
                 match self.session.complete_segment() {
-                    Ok(segments) => self.actions.push(Action::Checkpoint(Checkpoint {
-                        state: done.state,
-                        segments,
-                        stream_time_ms: self.stream_time_ms,
-                    })),
+                    // Checkpointed first: a client that saw the completion can resume after it.
+                    Ok(segments) => {
+                        self.actions.push(Action::Checkpoint(Checkpoint {
+                            state: done.state,
+                            segments,
+                            stream_time_ms: self.stream_time_ms,
+                        }));
+                        self.send(complete);
+                    }
                     // `pump` never starts a segment past the cap or outside `Active`.
                     Err(e) => self.bug(&e),
                 }

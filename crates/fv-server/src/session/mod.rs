@@ -32,9 +32,45 @@ pub(crate) use event::{
 };
 pub(crate) use machine::Mode;
 pub use machine::{MAX_GUIDANCE, MAX_PENDING_SEGMENTS, MAX_PROMPT_BYTES, MAX_STEPS};
-pub(crate) use runtime::run;
 
+use crate::app::AppState;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The upgrade every protocol's route ends in: refused while draining or when the access
+/// rules (origin, token) say no; otherwise the WebSocket upgrade, and the session runs in
+/// `protocol` under the server's task tracker so a drain waits for it.
+pub(crate) fn upgrade(
+    state: Arc<AppState>,
+    protocol: Arc<dyn Protocol>,
+    request: Request,
+    peer: SocketAddr,
+) -> Response {
+    if state.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server is draining").into_response();
+    }
+    if let Err(refusal) =
+        crate::access::check(&state.config.streaming, request.headers(), request.uri())
+    {
+        tracing::info!(%peer, %refusal, "websocket upgrade refused");
+        return refusal.into_response();
+    }
+    let limit = state.config.streaming.max_message_bytes;
+    let (response, socket) = crate::ws::accept(request, limit);
+    if let Some(socket) = socket {
+        let tracker = state.tracker.clone();
+        tokio::spawn(tracker.track_future(async move {
+            if let Some(socket) = socket.await {
+                runtime::run(state, protocol, socket, peer).await;
+            }
+        }));
+    }
+    response
+}
 
 /// One frame of a protocol, as it goes on the socket.
 #[derive(Debug, Clone, PartialEq)]

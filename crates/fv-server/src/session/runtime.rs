@@ -3,8 +3,8 @@
 //! [`Input`]s, and carries out the machine's [`Action`]s (outbox, pool, store, segment task).
 //! It makes no decisions of its own.
 
-use super::machine::{Action, Applied, Checkpoint, Input, Resumed, SegmentOrder, SessionMachine};
-use super::{ClientInput, Event, InitRequest, Protocol};
+use super::machine::{Action, Input, SegmentOrder, SessionMachine};
+use super::{ClientInput, Event, Protocol};
 use crate::app::AppState;
 use crate::error::{EndReason, Failure};
 use crate::metrics as m;
@@ -26,14 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
-/// `kind` of the record that says where a stream left off (under [`resume_record_key`]).
-const RESUME_RECORD_KIND: &str = "fv.resume.v1";
-
-/// Where the resume record of the stream with `token` lives in the session store (its state
-/// lives under the token itself).
-fn resume_record_key(token: &str) -> String {
-    format!("{token}-resume")
-}
+mod persist;
 
 /// How long a new segment waits for the worker to finish a run that was cancelled (a failed
 /// segment's generator stops at its next step).
@@ -130,6 +123,10 @@ struct Runtime {
     /// The state the next segment continues from (kept here, so a store failure cannot break
     /// continuity within the session; the store holds it for resumes on other connections).
     last_state: Option<ContinuationState>,
+    /// What `snapshot_state` answers: `last_state` as the store holds it (large fields as blob
+    /// references, so the frame stays small and any server sharing the blob store can hydrate
+    /// it), or `last_state` itself when the store does not hold it.
+    snapshot: Option<ContinuationState>,
     /// Key of this stream's resume records.
     resume_token: Option<String>,
     /// Prompt calls and timers; each resolves to the input it produces.
@@ -161,6 +158,7 @@ impl Runtime {
             encoder: None,
             end: None,
             last_state: None,
+            snapshot: None,
             resume_token: None,
             jobs: JoinSet::new(),
         }
@@ -359,9 +357,11 @@ impl Runtime {
             }
             Action::ForgetState => {
                 self.last_state = None;
+                self.snapshot = None;
                 None
             }
             Action::KeepState(state) => {
+                self.snapshot.clone_from(&state);
                 self.last_state = state;
                 None
             }
@@ -391,7 +391,7 @@ impl Runtime {
                 }
                 None
             }
-            Action::LoadSnapshot => Some(Input::SnapshotLoaded(Ok(self.last_state.clone()))),
+            Action::LoadSnapshot => Some(Input::SnapshotLoaded(Ok(self.snapshot.clone()))),
             Action::Checkpoint(checkpoint) => {
                 self.checkpoint(checkpoint).await;
                 None
@@ -420,141 +420,6 @@ impl Runtime {
                 }
             }
             other => other,
-        }
-    }
-
-    async fn apply_init(&mut self, init: InitRequest) -> Result<Applied, Failure> {
-        let max_image = self.state.config.streaming.max_init_image_bytes;
-        if let Some(value) = init.initial_image {
-            // Base64 decoding of up to the image limit and the file write are blocking work.
-            let persisted = tokio::task::spawn_blocking(move || {
-                fv_session::decode_initial_image(&value, max_image)?
-                    .map(|image| image.persist(None))
-                    .transpose()
-            })
-            .await
-            .map_err(|e| Failure::Internal(format!("image task failed: {e}")))?
-            .map_err(|e| match e {
-                // A disk problem is ours, not the client's.
-                fv_session::InitImageError::Persist(io) => {
-                    Failure::Internal(format!("cannot store the initial image: {io}"))
-                }
-                other => Failure::BadImage(other),
-            })?;
-            if let Some(persisted) = persisted {
-                tracing::info!(path = %persisted.path().display(), "initial image stored");
-                self.image = Some(persisted);
-            }
-        }
-        let (resume_token, resumed) = match init.resume_token {
-            Some(token) => {
-                let resumed = self.resume(&token).await?;
-                (token, Some(resumed))
-            }
-            None => (uuid::Uuid::new_v4().simple().to_string(), None),
-        };
-        self.resume_token = Some(resume_token.clone());
-        let has_state = init.continuation_state.is_some();
-        if let Some(state) = init.continuation_state {
-            // Blob references (a snapshot made where the blob store is shared) are filled in.
-            let blobs = self.state.stores.blobs.as_ref();
-            let payload = fv_store::payload::hydrate(&state.payload, blobs)
-                .await
-                .map_err(|e| {
-                    Failure::BadState(format!(
-                        "session_init_v2.continuation_state cannot be used: {e}"
-                    ))
-                })?;
-            self.last_state = Some(ContinuationState {
-                kind: state.kind,
-                payload,
-            });
-        }
-        let settings = self.machine.session().settings();
-        self.log.session_start(settings);
-        self.log.event(
-            "session_init",
-            json!({
-                "has_image": self.image.is_some(),
-                "has_continuation_state": has_state,
-                "resumed": resumed.map(|r| r.segments),
-            }),
-        );
-        Ok(Applied {
-            image_path: self.image.as_ref().map(|i| i.path().to_path_buf()),
-            resume_token,
-            resumed,
-        })
-    }
-
-    /// Reads where the stream of `token` left off, and its last state.
-    async fn resume(&mut self, token: &str) -> Result<Resumed, Failure> {
-        let bad = |why: &str| Failure::BadState(format!("session_init_v2.resume_token: {why}"));
-        if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("not a token this server issues (32 hex digits)"));
-        }
-        let stores = &self.state.stores;
-        let record = stores
-            .sessions
-            .get_state(&resume_record_key(token))
-            .await
-            .map_err(|e| bad(&format!("the stream's record cannot be read: {e}")))?
-            .ok_or_else(|| bad("unknown or expired (no stream to continue)"))?;
-        let number = |key: &str| record.payload.get(key).and_then(serde_json::Value::as_f64);
-        let (Some(segments), Some(stream_time_ms)) = (number("segments"), number("stream_time_ms"))
-        else {
-            return Err(bad("the stream's record is damaged"));
-        };
-        // The state is best effort: without it the stream goes on, only less continuous.
-        self.last_state = match stores.continuation.load(token).await {
-            Ok(state) => state,
-            Err(e) => {
-                tracing::warn!(error = %e, "resumed without the stream's last state");
-                None
-            }
-        };
-        tracing::info!(segments, "stream resumed");
-        Ok(Resumed {
-            segments: segments as u32,
-            stream_time_ms,
-        })
-    }
-
-    /// Persists what a resume needs. A store failure is logged (and counted by the store's
-    /// metrics) and the session goes on: the state for its own next segment is kept here.
-    async fn checkpoint(&mut self, checkpoint: Checkpoint) {
-        self.last_state = checkpoint.state;
-        let Some(token) = self.resume_token.clone() else {
-            return;
-        };
-        let stores = self.state.stores.clone();
-        let saved = match &self.last_state {
-            Some(state) => stores
-                .continuation
-                .save(&token, state.clone())
-                .await
-                .map(|_| ()),
-            None => stores.continuation.drop_session(&token).await,
-        };
-        if let Err(e) = saved {
-            tracing::warn!(error = %e, "continuation snapshot not saved; the session goes on");
-        }
-        let record = ContinuationState {
-            kind: RESUME_RECORD_KIND.to_owned(),
-            payload: json!({
-                "segments": checkpoint.segments,
-                "stream_time_ms": checkpoint.stream_time_ms,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        };
-        if let Err(e) = stores
-            .sessions
-            .put_state(&resume_record_key(&token), record)
-            .await
-        {
-            tracing::warn!(error = %e, "resume record not saved; the session goes on");
         }
     }
 
@@ -598,18 +463,8 @@ impl Runtime {
         self.log.session_end(end.as_str(), segments);
         // A finished stream has nothing to resume; any other end keeps the records (until their
         // TTL) so the client can come back, to this replica or another sharing the store.
-        if end == EndReason::SegmentCap
-            && let Some(token) = &self.resume_token
-        {
-            let stores = &self.state.stores;
-            let dropped = stores.continuation.drop_session(token).await;
-            let record = stores
-                .sessions
-                .drop_session(&resume_record_key(token))
-                .await;
-            if let Err(e) = dropped.and(record) {
-                tracing::warn!(error = %e, "dropping the stream's records failed");
-            }
+        if end == EndReason::SegmentCap {
+            self.drop_stream_records().await;
         }
         tracing::info!(reason = end.as_str(), segments, "session ended");
     }

@@ -419,7 +419,9 @@ impl SessionMachine {
     pub(super) fn product_segment_done(&mut self, result: Result<SegmentDone, Failure>) {
         match result {
             Ok(done) => {
+                let complete = done.complete_event();
                 self.actions.push(Action::KeepState(done.state));
+                self.send(complete);
                 self.product.failures = 0;
                 self.product.rollout_idx += 1;
                 if let Err(e) = self.session.complete_segment() {

@@ -30,7 +30,11 @@ fn a_session_from_init_to_the_cap() {
     assert_eq!(h.ask("a blue fox"), Vec::<String>::new());
     assert_eq!(
         h.feed(done(0, None)),
-        ["checkpoint 1 -", "start 1 a blue fox"]
+        [
+            "checkpoint 1 -",
+            "send segment_complete",
+            "start 1 a blue fox"
+        ]
     );
     assert_eq!(h.manager.snapshot()[0].segment_idx, 1);
     // The cap ends the stream at once, without waiting for the client.
@@ -38,6 +42,7 @@ fn a_session_from_init_to_the_cap() {
         h.feed(done(1, Some(state("ltx2.v1")))),
         [
             "checkpoint 2 ltx2.v1",
+            "send segment_complete",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
@@ -250,7 +255,11 @@ fn the_pending_queue_is_bounded() {
     assert_eq!(h.ask("one too many"), ["error invalid_message"]);
     assert_eq!(
         h.feed(done(0, None)),
-        ["checkpoint 1 -", "start 1 waiting 0"]
+        [
+            "checkpoint 1 -",
+            "send segment_complete",
+            "start 1 waiting 0"
+        ]
     );
     assert!(h.ask("room again").is_empty());
 }

@@ -2,7 +2,7 @@
 //! Each action is written as one short line (`send gpu_assigned 3`, `end segment_cap 1000`).
 //!
 //! `flows.rs` and `segments.rs`: `/v1/stream` lifecycle; `prompts.rs`: its prompt toggles (enhancement, loop,
-//! auto-extension, pause, seeds, safety); `product.rs`: every `/ws` flow of
+//! auto-extension, pause, seeds, safety); `product/`: every `/ws` flow of
 //! dreamverse-facts.
 
 mod flows;
@@ -306,6 +306,7 @@ fn done(segment_idx: u32, state: Option<ContinuationState>) -> Input {
         encode_ms: 1.0,
         first_media_ms: Some(2.0),
         e2e_ms: 7.0,
+        meta: None,
         state,
     }))
 }

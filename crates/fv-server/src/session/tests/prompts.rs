@@ -70,7 +70,10 @@ fn the_next_prompt_is_enhanced_while_the_segment_runs() {
     assert_eq!(h.ask("two"), ["prompt 2 enhance two"]);
     assert_eq!(h.answer(2, Ok(vec!["TWO"])), ["log prompt_enhanced"]);
     // No wait at the boundary.
-    assert_eq!(h.feed(done(0, None)), ["checkpoint 1 -", "start 1 TWO"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "send segment_complete", "start 1 TWO"]
+    );
 }
 
 #[test]
@@ -104,15 +107,25 @@ fn loop_cycles_the_seed_prompts_up_to_the_cap() {
     toggle(&mut h, Toggle::SeedPrompts(vec!["s1".into(), "s2".into()]));
     // Seeds alone start nothing; loop does.
     assert_eq!(toggle(&mut h, Toggle::LoopGeneration(true)), ["start 0 s1"]);
-    assert_eq!(h.feed(done(0, None)), ["checkpoint 1 -", "start 1 s2"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "send segment_complete", "start 1 s2"]
+    );
     // A client prompt goes first.
     assert!(h.ask("mine").is_empty());
-    assert_eq!(h.feed(done(1, None)), ["checkpoint 2 -", "start 2 mine"]);
-    assert_eq!(h.feed(done(2, None)), ["checkpoint 3 -", "start 3 s1"]);
+    assert_eq!(
+        h.feed(done(1, None)),
+        ["checkpoint 2 -", "send segment_complete", "start 2 mine"]
+    );
+    assert_eq!(
+        h.feed(done(2, None)),
+        ["checkpoint 3 -", "send segment_complete", "start 3 s1"]
+    );
     assert_eq!(
         h.feed(done(3, None)),
         [
             "checkpoint 4 -",
+            "send segment_complete",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
@@ -129,8 +142,14 @@ fn seed_prompts_updated_replaces_the_loop_list() {
         toggle(&mut h, Toggle::SeedPrompts(vec!["n1".into(), "n2".into()])),
         Vec::<String>::new()
     );
-    assert_eq!(h.feed(done(0, None)), ["checkpoint 1 -", "start 1 n1"]);
-    assert_eq!(h.feed(done(1, None)), ["checkpoint 2 -", "start 2 n2"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "send segment_complete", "start 1 n1"]
+    );
+    assert_eq!(
+        h.feed(done(1, None)),
+        ["checkpoint 2 -", "send segment_complete", "start 2 n2"]
+    );
 }
 
 #[test]
@@ -144,7 +163,11 @@ fn auto_extension_writes_the_next_prompt_when_the_queue_runs_dry() {
     assert_eq!(h.ask("a fox"), ["start 0 a fox"]);
     assert_eq!(
         h.feed(done(0, None)),
-        ["checkpoint 1 -", "prompt 1 auto_extend 1"]
+        [
+            "checkpoint 1 -",
+            "send segment_complete",
+            "prompt 1 auto_extend 1"
+        ]
     );
     assert_eq!(h.jobs[0].budget, Duration::from_millis(3000));
     assert_eq!(
@@ -153,7 +176,11 @@ fn auto_extension_writes_the_next_prompt_when_the_queue_runs_dry() {
     );
     assert_eq!(
         h.feed(done(1, None)),
-        ["checkpoint 2 -", "prompt 2 auto_extend 2"]
+        [
+            "checkpoint 2 -",
+            "send segment_complete",
+            "prompt 2 auto_extend 2"
+        ]
     );
     h.answer(2, Ok(vec!["a fox, it runs"]));
     // Up to the cap.
@@ -161,6 +188,7 @@ fn auto_extension_writes_the_next_prompt_when_the_queue_runs_dry() {
         h.feed(done(2, None)),
         [
             "checkpoint 3 -",
+            "send segment_complete",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
@@ -188,7 +216,11 @@ fn a_failed_auto_extension_waits_for_the_client_or_the_toggle() {
     assert_eq!(h.ask("b"), ["start 1 b"]);
     assert_eq!(
         h.feed(done(1, None)),
-        ["checkpoint 2 -", "prompt 3 auto_extend 2"]
+        [
+            "checkpoint 2 -",
+            "send segment_complete",
+            "prompt 3 auto_extend 2"
+        ]
     );
 }
 
@@ -214,7 +246,10 @@ fn pause_lets_the_running_segment_finish_and_starts_nothing() {
     h.ask("two");
     assert!(toggle(&mut h, Toggle::GenerationPaused(true)).is_empty());
     // The running segment completes; the queued one waits.
-    assert_eq!(h.feed(done(0, None)), ["checkpoint 1 -"]);
+    assert_eq!(
+        h.feed(done(0, None)),
+        ["checkpoint 1 -", "send segment_complete"]
+    );
     assert!(h.ask("three").is_empty());
     assert_eq!(
         toggle(&mut h, Toggle::GenerationPaused(false)),

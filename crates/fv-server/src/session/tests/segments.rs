@@ -84,6 +84,7 @@ fn draining_finishes_the_running_segment_then_closes_1001() {
         h.feed(done(0, None)),
         [
             "checkpoint 1 -",
+            "send segment_complete",
             "send stream_complete StopRequested",
             "end shutdown 1001 server_shutdown"
         ]
@@ -173,7 +174,8 @@ fn stream_time_accumulates_in_pts_base() {
     h.ask("a");
     h.ask("b");
     let actions = h.feed_actions(done(0, None));
-    let Some(Action::StartSegment(order)) = actions.get(1) else {
+    // Checkpoint, completion, then the next segment.
+    let Some(Action::StartSegment(order)) = actions.get(2) else {
         panic!("expected the second segment to start");
     };
     assert_eq!(order.plan.pts_base_ms, 1000.0);
@@ -204,6 +206,7 @@ fn a_cap_of_one_ends_after_the_first_segment_even_with_requests_waiting() {
         h.feed(done(0, None)),
         [
             "checkpoint 1 -",
+            "send segment_complete",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]
@@ -249,6 +252,7 @@ fn a_resumed_stream_goes_on_with_its_next_segment_and_its_token() {
         h.feed(done(2, None)),
         [
             "checkpoint 3 -",
+            "send segment_complete",
             "send stream_complete SegmentCap",
             "end segment_cap 1000 segment_cap"
         ]

@@ -6,6 +6,9 @@ use super::*;
 use crate::session::event::{ClientInput, ProductMsg};
 use fv_protocol::ParseError;
 
+mod edits;
+mod ends;
+
 fn product(cap: u32) -> Harness {
     product_with(cap, config())
 }
@@ -71,15 +74,21 @@ fn next_seed(n: u32, seed: u32, prompt: &str) -> Vec<String> {
     ]
 }
 
-/// The segment done (its state kept for the next one), then what the director did next.
+/// The segment done (its state kept for the next one, its completion sent), then what the
+/// director did next.
 fn seg_done(h: &mut Harness) -> Vec<String> {
     let mut out = h.feed(done(0, None));
     assert_eq!(
-        out.first().map(String::as_str),
-        Some("keep_state -"),
+        out.get(..2),
+        Some(
+            &[
+                "keep_state -".to_owned(),
+                "send segment_complete".to_owned()
+            ][..]
+        ),
         "{out:?}"
     );
-    out.remove(0);
+    out.drain(..2);
     out
 }
 
@@ -93,8 +102,8 @@ fn the_generators_state_carries_to_the_next_segment_of_the_rollout() {
     let mut h = product(6);
     start(&mut h, preset(&["a", "b"]));
     let out = h.feed(done(0, Some(state("ltx2.v1"))));
-    assert_eq!(out[0], "keep_state ltx2.v1");
-    assert_eq!(out[1..], next_seed(2, 1, "b"));
+    assert_eq!(out[..2], ["keep_state ltx2.v1", "send segment_complete"]);
+    assert_eq!(out[2..], next_seed(2, 1, "b"));
 }
 
 #[test]
@@ -362,338 +371,6 @@ fn auto_extension_writes_prompts_and_a_failure_waits_for_the_toggle() {
             "send prompt_sources_resumed 3 auto_llm",
             "send segment_prompt_source 3 auto_llm -",
             "start 2 next"
-        ]
-    );
-}
-
-#[test]
-fn appended_prompts_are_enhanced_then_go_before_the_seeds() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a", "b"]));
-    let append = |id: &str, p: &str| ProductMsg::Append {
-        prompt_id: Some(id.into()),
-        prompt: p.into(),
-    };
-    assert_eq!(
-        msg(&mut h, append("u1", "a fox")),
-        [
-            "send prompt_received u1 1",
-            "send prompt_enhancing u1",
-            "prompt 1 enhance a fox"
-        ]
-    );
-    // The second waits for the first's enhancement.
-    assert_eq!(
-        msg(&mut h, append("u2", "a hare")),
-        ["send prompt_received u2 2"]
-    );
-    assert_eq!(
-        h.answer(1, Ok(vec!["A vivid fox"])),
-        [
-            "send prompt_ready u1 user_enhanced",
-            "send prompt_enhancing u2",
-            "prompt 2 enhance a hare"
-        ]
-    );
-    assert_eq!(
-        h.answer(2, Err(PromptFailure::Failed("down".into()))),
-        [
-            "log append_enhancement_failed",
-            "send prompt_fallback_used u2"
-        ]
-    );
-    assert_eq!(
-        seg_done(&mut h),
-        [
-            "send segment_prompt_source 2 user_enhanced -",
-            "start 1 A vivid fox"
-        ]
-    );
-    assert_eq!(seg_done(&mut h), next_seed(3, 1, "b"));
-    // Without enhancement the prompt is ready at once; after a blocked state it resumes.
-    assert_eq!(
-        msg(&mut h, ProductMsg::SetEnhancement(false)),
-        ["send enhancement_updated false"]
-    );
-    assert_eq!(seg_done(&mut h), ["send prompt_sources_blocked 4"]);
-    assert_eq!(
-        msg(&mut h, append("u3", "a heron")),
-        [
-            "send prompt_received u3 1",
-            "send prompt_ready u3 user_raw",
-            "send prompt_sources_resumed 4 user_raw",
-            "send segment_prompt_source 4 user_raw -",
-            "start 3 a heron"
-        ]
-    );
-    // Empty prompts are refused.
-    assert_eq!(msg(&mut h, append("u4", "  ")), ["error invalid_message"]);
-}
-
-#[test]
-fn a_rewrite_at_the_cap_starts_a_new_rollout() {
-    let mut h = product(2);
-    start(&mut h, preset(&["a", "b"]));
-    seg_done(&mut h);
-    assert_eq!(seg_done(&mut h), ["send stream_complete SegmentCap"]);
-    let rewrite = |i: &str, w: &[&str]| ProductMsg::Rewrite {
-        instruction: i.into(),
-        window: w.iter().map(|s| (*s).to_owned()).collect(),
-    };
-    assert_eq!(
-        msg(&mut h, rewrite("make it night time", &["a", "b"])),
-        [
-            "send rewrite_seed_prompts_started",
-            "prompt 1 rewrite make it night time 2"
-        ]
-    );
-    assert_eq!(
-        msg(&mut h, rewrite("again", &[])),
-        ["error invalid_message"],
-        "one rewrite at a time"
-    );
-    let mut want = vec![
-        "send seed_prompts_updated rewrite 2 fallback=false".to_owned(),
-        "send rewrite_seed_prompts_complete fallback=false error=false".into(),
-        "forget_state".into(),
-        "send ltx2_stream_start total=2 iter=2 loop=false".into(),
-        "send seed_prompts_reset_applied rewrite_rollout iter=2 dropped=0/0".into(),
-    ];
-    want.extend(next_seed(1, 0, "r1"));
-    assert_eq!(rewrite_answer(&mut h, 1, 2), want);
-    // The rewrite reset the cap count: two more segments.
-    assert_eq!(seg_done(&mut h), next_seed(2, 1, "r2"));
-}
-
-#[test]
-fn a_rewrite_during_generation_restarts_after_the_segment() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a", "b", "c"]));
-    msg(
-        &mut h,
-        ProductMsg::Rewrite {
-            instruction: "night".into(),
-            window: vec![],
-        },
-    );
-    // The segment finishes; nothing new starts while the rewrite runs.
-    assert!(seg_done(&mut h).is_empty());
-    let out = rewrite_answer(&mut h, 1, 3);
-    assert_eq!(
-        out[5],
-        "send seed_prompts_reset_applied rewrite_during_generation iter=2 dropped=0/0"
-    );
-    // The old rollout carried media: it is completed before the new one starts.
-    assert_eq!(out[2], "send stream_complete StopRequested");
-}
-
-#[test]
-fn a_failed_or_blocked_rewrite_keeps_the_prompts() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a", "b"]));
-    h.feed(done(0, None));
-    msg(&mut h, ProductMsg::SetPaused(true));
-    h.feed(done(0, None));
-    msg(
-        &mut h,
-        ProductMsg::Rewrite {
-            instruction: "night".into(),
-            window: vec![],
-        },
-    );
-    assert_eq!(
-        h.answer(1, Err(PromptFailure::Failed("down".into()))),
-        [
-            "send seed_prompts_updated rewrite 2 fallback=true",
-            "send rewrite_seed_prompts_complete fallback=true error=true"
-        ]
-    );
-    msg(
-        &mut h,
-        ProductMsg::Rewrite {
-            instruction: "night".into(),
-            window: vec![],
-        },
-    );
-    assert_eq!(
-        h.answer(2, Err(PromptFailure::Blocked(blocked(1).expect("blocked")))),
-        [
-            "log prompt_blocked",
-            "send rewrite_seed_prompts_complete fallback=true error=true"
-        ]
-    );
-}
-
-#[test]
-fn rewrites_need_seed_prompts_and_an_instruction() {
-    let mut h = product(6);
-    start(&mut h, SessionSettings::default());
-    let rewrite = |i: &str| ProductMsg::Rewrite {
-        instruction: i.into(),
-        window: vec!["w".into()],
-    };
-    assert_eq!(msg(&mut h, rewrite("night")), ["error invalid_message"]);
-    let mut h = product(6);
-    start(&mut h, preset(&["a"]));
-    assert_eq!(msg(&mut h, rewrite(" ")), ["error invalid_message"]);
-}
-
-#[test]
-fn an_empty_init_opens_an_empty_rollout_and_reports_blocked() {
-    let mut h = product(6);
-    // No init frame within the wait: the session starts with an empty one.
-    assert_eq!(
-        h.feed(Input::Timer(super::super::machine::Timer::InitWait)),
-        ["apply_init"]
-    );
-    h.feed(applied());
-    assert_eq!(
-        h.feed(Input::Acquired(Ok(0))),
-        with_granted(&[
-            "send loop_generation_updated false",
-            "send generation_paused_updated false",
-            "send ltx2_stream_start total=0 iter=1 loop=false",
-            "send prompt_sources_blocked 1",
-        ])
-    );
-}
-
-#[test]
-fn bad_frames_get_error_frames_and_the_session_goes_on() {
-    let mut h = product(6);
-    let bad = || {
-        Input::Client(ClientInput::Invalid(ParseError::UnknownProductType {
-            got: "\"nope\"".into(),
-        }))
-    };
-    // Before the init: answered, still waiting for it.
-    assert_eq!(h.feed(bad()), ["error invalid_message"]);
-    assert_eq!(
-        h.client(
-            ClientMsg::Product(ProductMsg::EndProject),
-            "end_project_keep_session"
-        ),
-        ["error invalid_message"]
-    );
-    assert_eq!(
-        h.feed(Input::Client(ClientInput::Binary)),
-        ["error invalid_message"]
-    );
-    start(&mut h, preset(&["a"]));
-    assert_eq!(h.feed(bad()), ["error invalid_message"]);
-    assert_eq!(
-        msg(&mut h, ProductMsg::Unsupported("simple_generate")),
-        ["error invalid_message"]
-    );
-    assert_eq!(
-        h.init(),
-        ["error invalid_message"],
-        "a second session_init_v2"
-    );
-    assert!(!h.machine.ended());
-}
-
-#[test]
-fn a_blocked_preset_closes_1008_and_a_blocked_append_is_refused() {
-    let mut c = config();
-    c.streaming.safety.enabled = true;
-    let mut h = product_with(6, c.clone());
-    assert_eq!(h.init_with(preset(&["ok", "bad"])), ["check_safety 2"]);
-    assert_eq!(
-        h.checked(blocked(1)),
-        [
-            "log prompt_blocked",
-            "error prompt_blocked",
-            "end prompt_blocked 1008 Prompt blocked"
-        ]
-    );
-    let mut h = product_with(6, c);
-    h.init_with(preset(&["ok"]));
-    h.checked(None);
-    h.feed(applied());
-    h.feed(Input::Acquired(Ok(0)));
-    assert_eq!(
-        msg(
-            &mut h,
-            ProductMsg::Append {
-                prompt_id: Some("u".into()),
-                prompt: "bad".into()
-            }
-        ),
-        ["check_safety 1"]
-    );
-    assert_eq!(
-        h.checked(blocked(0)),
-        ["log prompt_blocked", "error prompt_blocked"]
-    );
-    assert!(!h.machine.ended());
-}
-
-#[test]
-fn the_wall_clock_limit_ends_the_session_whatever_the_activity() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a"]));
-    assert_eq!(
-        h.feed(Input::Timer(super::super::machine::Timer::SessionLimit)),
-        [
-            "send session_timeout 300",
-            "cancel",
-            "end session_limit 1000 Session timeout"
-        ]
-    );
-}
-
-#[test]
-fn failing_segments_are_reported_and_too_many_in_a_row_end_the_session() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a", "b", "c", "d"]));
-    let failed = || {
-        Input::SegmentDone(Err(crate::error::Failure::Generate(
-            fv_core::GenerateError::Failed("oom".into()),
-        )))
-    };
-    let mut want = vec!["error worker_failed".to_owned()];
-    want.extend(next_seed(1, 1, "b"));
-    assert_eq!(h.feed(failed()), want);
-    h.feed(failed());
-    assert_eq!(
-        h.feed(failed()),
-        [
-            "error worker_failed",
-            "error worker_failed",
-            "end error 1011 worker_failed"
-        ]
-    );
-}
-
-#[test]
-fn a_drain_ends_an_idle_project_at_once() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a"]));
-    msg(&mut h, ProductMsg::EndProject);
-    seg_done(&mut h);
-    assert_eq!(h.feed(Input::Drain), ["end shutdown 1001 server_shutdown"]);
-}
-
-#[test]
-fn leave_and_drain_end_the_session() {
-    let mut h = product(6);
-    start(&mut h, preset(&["a"]));
-    assert_eq!(
-        msg(&mut h, ProductMsg::Leave),
-        ["cancel", "end client_left 1000 client_left"]
-    );
-    let mut h = product(6);
-    start(&mut h, preset(&["a"]));
-    assert!(
-        h.feed(Input::Drain).is_empty(),
-        "the segment in flight finishes"
-    );
-    assert_eq!(
-        seg_done(&mut h),
-        [
-            "send stream_complete StopRequested",
-            "end shutdown 1001 server_shutdown"
         ]
     );
 }
