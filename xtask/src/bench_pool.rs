@@ -76,6 +76,9 @@ fn sources(len: usize) -> Vec<Vec<u8>> {
 /// reads each into a fresh buffer of its own (what the pool does). Returns milliseconds.
 fn via_socket(frame: usize, bufs: &Arc<Vec<Vec<u8>>>) -> Result<f64> {
     let (mut tx, mut rx) = UnixStream::pair()?;
+    // The buffer sizes the pool asks for on its sockets.
+    fv_pool::tune_socket(&tx);
+    fv_pool::tune_socket(&rx);
     let bufs = bufs.clone();
     let started = Instant::now();
     let writer = std::thread::spawn(move || -> std::io::Result<()> {

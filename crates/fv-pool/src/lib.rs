@@ -132,7 +132,7 @@ pub mod worker_process;
 
 pub use error::PoolError;
 pub use inprocess::InProcessPool;
-pub use ipc::{IpcError, MAX_MESSAGE_BYTES};
+pub use ipc::{IpcError, MAX_MESSAGE_BYTES, SOCKET_BUFFER_BYTES, tune_socket};
 pub use lease::{Lease, LeaseBackend, RunHandle};
 pub use subprocess::{SubprocessConfig, SubprocessPool, WorkerCommand};
 

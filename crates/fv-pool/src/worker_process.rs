@@ -121,6 +121,7 @@ where
     let _entered = span.enter();
 
     let stream = UnixStream::connect(&socket).map_err(IpcError::Io)?;
+    ipc::tune_socket(&stream);
     let mut reader = stream.try_clone().map_err(IpcError::Io)?;
     let mut out = BufWriter::new(stream);
     send(

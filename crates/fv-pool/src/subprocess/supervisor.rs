@@ -257,6 +257,7 @@ async fn start_up(
             }
         }
     };
+    ipc::tune_socket(&stream);
     let (mut reader, mut writer) = stream.into_split();
     let closed = |e: crate::ipc::IpcError| format!("broke off its start: {e}");
     match receive(&mut reader).await.map_err(closed)? {
