@@ -9,10 +9,9 @@
 mod redis_server;
 
 use fv_testkit::router::{TestRouter, router_config};
-use fv_testkit::{ChildGuard, Client, http_get};
+use fv_testkit::{ChildGuard, Client, http_get, spawn_listening};
 use redis_server::RedisServer;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -39,26 +38,13 @@ impl Replica {
                  connect_timeout_ms: 500\n"
             ),
         )?;
-        let mut child = ChildGuard::new(
+        let (child, addr) = spawn_listening(
             Command::new(BIN)
                 .args(["--host", "127.0.0.1", "--port", "0", "--config"])
                 .arg(&config)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()?,
-        );
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .map(|a| a.trim_end_matches('/').to_owned())
-            .ok_or_else(|| anyhow::anyhow!("{name}: unexpected output {line:?}"))?
-            .parse()?;
+                .stderr(Stdio::null()),
+        )
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         Ok(Self { child, addr })
     }
 

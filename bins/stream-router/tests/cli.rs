@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -13,18 +12,6 @@ fn bin() -> Command {
 
 fn shipped_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/router.yaml")
-}
-
-/// The address from the child's first stdout line, `listening on http://ADDR/`.
-fn listening_addr(child: &mut std::process::Child) -> std::net::SocketAddr {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .strip_prefix("listening on http://")
-        .and_then(|s| s.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
 }
 
 #[test]
@@ -49,16 +36,13 @@ fn without_config_the_built_in_router_yaml_runs_and_says_so() {
     assert!(stderr.contains("http://127.0.0.1:8001"), "{stderr}");
 
     // And it serves: no arguments but a free port (the built-in one is 9000).
-    let mut child = fv_testkit_router::ChildGuard::new(
+    let (_child, addr) = fv_testkit_router::spawn_listening(
         bin()
             .args(["--port", "0"])
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = listening_addr(&mut child);
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (code, body) = rt
         .block_on(fv_testkit_router::http_get(addr, "/status"))
@@ -132,18 +116,15 @@ fn serves_and_stops_on_sigterm() {
         format!("router:\n  replicas:\n    - url: http://{replica}\n"),
     )
     .unwrap();
-    let mut child = fv_testkit_router::ChildGuard::new(
+    let (mut child, addr) = fv_testkit_router::spawn_listening(
         bin()
             .arg("--config")
             .arg(&config)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = listening_addr(&mut child);
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (code, body) = rt
         .block_on(fv_testkit_router::http_get(addr, "/healthz"))

@@ -1,7 +1,6 @@
 //! The binary with no arguments: it makes the tiny model in its cache directory on first use,
 //! says so, and serves it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_streaming-server");
@@ -17,37 +16,25 @@ fn starts_with_no_arguments_on_the_embedded_tiny_model() -> anyhow::Result<()> {
         "first start replaces the old model",
         "second start reuses it",
     ] {
-        let mut child = fv_testkit::ChildGuard::new(
+        let (mut child, addr) = fv_testkit::spawn_listening(
             Command::new(BIN)
                 .args(["--port", "0"])
                 .env("XDG_CACHE_HOME", cache.path())
                 .env("RUST_LOG", "info")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()?,
-        );
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+                .stderr(Stdio::piped()),
+        )
+        .map_err(|e| anyhow::anyhow!("{run}: {e}"))?;
         let mut stderr = child
             .stderr
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .map(|a| a.trim_end_matches('/').to_owned())
-            .ok_or_else(|| anyhow::anyhow!("{run}: unexpected output {line:?}"))?;
         assert!(
             fv_inference::tiny::is_current(&model) && model.join("audio_vae/config.json").is_file(),
             "{run}: no current model in {}",
             model.display()
         );
         let rt = tokio::runtime::Runtime::new()?;
-        let (status, body) = rt.block_on(fv_testkit::http_get(addr.parse()?, "/healthz"))?;
+        let (status, body) = rt.block_on(fv_testkit::http_get(addr, "/healthz"))?;
         assert_eq!(status, 200, "{run}: {body}");
         drop(child); // killed and reaped
         // The log says what runs and how to serve real weights instead.
@@ -83,25 +70,12 @@ fn the_refine_override_serves_the_two_stage_preset() -> anyhow::Result<()> {
             model.display()
         ),
     )?;
-    let mut child = fv_testkit::ChildGuard::new(
+    let (_child, addr) = fv_testkit::spawn_listening(
         Command::new(BIN)
             .args(["--port", "0", "--host", "127.0.0.1", "--config"])
             .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .map(|a| a.trim_end_matches('/').to_owned())
-        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+            .stderr(Stdio::null()),
+    )?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut client = fv_testkit::Client::connect(&format!("ws://{addr}/v1/stream")).await?;

@@ -17,6 +17,6 @@ mod replica;
 pub mod router;
 
 pub use background::Background;
-pub use child::ChildGuard;
+pub use child::{ChildGuard, spawn_listening};
 pub use client::{Client, RECV_TIMEOUT, Received, SegmentTranscript};
 pub use http::{http_get, http_post};

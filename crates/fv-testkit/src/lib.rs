@@ -19,6 +19,7 @@ pub use fmp4::{Decoded, decode_fmp4};
 pub use fv_testkit_router::router;
 pub use fv_testkit_router::{
     Background, ChildGuard, Client, RECV_TIMEOUT, Received, SegmentTranscript, http_get, http_post,
+    spawn_listening,
 };
 pub use procs::processes_with_env;
 pub use server::{TestServer, test_config};
