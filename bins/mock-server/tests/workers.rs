@@ -6,7 +6,7 @@
 
 use fv_testkit::{ChildGuard, Client, Received};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,28 +42,15 @@ fn start(step_ms: u64) -> anyhow::Result<Server> {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
     );
-    let mut child = ChildGuard::new(
+    let (child, addr) = fv_testkit::spawn_listening(
         Command::new(BIN)
             .arg("--config")
             .arg(config.path())
             .args(["--sleep-ms", &(step_ms * 4).to_string()])
             .env("FV_TEST_MARKER", &marker)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.trim_end_matches('/').parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+            .stderr(Stdio::null()),
+    )?;
     Ok(Server {
         child,
         addr,

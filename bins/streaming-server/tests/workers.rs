@@ -4,7 +4,7 @@
 
 use fv_testkit::{ChildGuard, Client, decode_fmp4};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,27 +34,14 @@ fn start(model: &str, workers: u32, dir: tempfile::TempDir) -> anyhow::Result<Se
         ),
     )?;
     let marker = format!("fv-ss-workers-{}-{}", std::process::id(), workers);
-    let mut child = ChildGuard::new(
+    let (child, addr) = fv_testkit::spawn_listening(
         Command::new(BIN)
             .arg("--config")
             .arg(&config)
             .env("FV_TEST_MARKER", &marker)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|a| a.trim_end_matches('/').parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("unexpected output {line:?}"))?;
+            .stderr(Stdio::null()),
+    )?;
     Ok(Server {
         child,
         addr,

@@ -12,14 +12,12 @@
 pub mod browser;
 mod fmp4;
 pub mod generators;
-mod procs;
 mod server;
 
 pub use fmp4::{Decoded, decode_fmp4};
 pub use fv_testkit_router::router;
 pub use fv_testkit_router::{
     Background, ChildGuard, Client, RECV_TIMEOUT, Received, SegmentTranscript, http_get, http_post,
-    spawn_listening,
+    processes_with_env, spawn_listening,
 };
-pub use procs::processes_with_env;
 pub use server::{TestServer, test_config};
