@@ -5,6 +5,7 @@
 
 mod bench_aac;
 mod bench_encoder;
+mod bench_pool;
 mod bench_router;
 mod bench_server;
 mod check_layers;
@@ -32,6 +33,12 @@ commands:
   bench load [--sessions N] [--segments N]
       N concurrent sessions (200) x N segments (3) at 256x256; every segment must arrive in
       order and decode to its 24 frames; p50/p99 latency and server peak RSS
+  bench pool [--quick] [--reps N]
+      how frames cross the worker-process boundary: one segment (121 frames) through a Unix
+      socket vs shared memory, RGB24 and I420, 1024x576 and 1920x1088, against the 3 % budget
+      of a 5.04 s segment; the encoded alternative's bytes; the mock segment through the
+      in-process vs the subprocess pool (ratios, IPC cost); kill -9 -> serving again
+      (median of 7 reps; --quick: 3)
   bench router [--quick] [--round-trips N]
       stream-router vs nginx (WebSocket reverse proxy) vs direct, same run on loopback:
       added latency per message (p50/p99, N=2000 round trips) and binary throughput
@@ -58,6 +65,7 @@ fn main() -> Result<()> {
             let segments = flag(rest, "--segments")?.unwrap_or(3);
             bench_server::load(&root()?, sessions, segments as u32)
         }
+        ["bench", "pool", rest @ ..] => bench_pool::run(&root()?, rest),
         ["bench", "router", rest @ ..] => {
             let mut opts = if rest.contains(&"--quick") {
                 bench_router::Options::quick()

@@ -2,7 +2,7 @@
 //! generator. `cargo run -p mock-server`, then open http://127.0.0.1:8000/.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fv_server::config::ServeConfig;
 use fv_server::{Server, ServerOptions};
 use std::path::PathBuf;
@@ -29,16 +29,29 @@ struct Args {
     /// Print the effective configuration and exit
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A worker process of `streaming.pool.mode: subprocess` (started by the server itself)
+    Worker,
+}
+
+fn main() -> std::process::ExitCode {
     fv_runtime::init_tracing();
-    fv_runtime::report_exit(
-        "mock-server",
-        run(Args::parse()).await,
-        fv_server::exit_code,
-    )
+    let args = Args::parse();
+    if let Some(Command::Worker) = args.command {
+        let segment_time = Duration::from_millis(args.sleep_ms);
+        return fv_server::serve_worker(|config, _device| {
+            Ok(Box::new(fv_server::mock_generator(config, segment_time)))
+        });
+    }
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(args)));
+    fv_runtime::report_exit("mock-server", result, fv_server::exit_code)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -66,7 +79,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", config.to_yaml_string());
         return Ok(());
     }
-    let deps = fv_server::mock_deps(&config, Duration::from_millis(args.sleep_ms))
+    let sleep_ms = args.sleep_ms.to_string();
+    let worker =
+        || Ok(fv_server::WorkerCommand::current_exe()?.args(["--sleep-ms", &sleep_ms, "worker"]));
+    let deps = fv_server::mock_deps_for(&config, Duration::from_millis(args.sleep_ms), worker)
         .context("starting the worker pool")?;
     let options = ServerOptions {
         web_ui: true,

@@ -5,7 +5,7 @@
 mod model;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fv_server::config::ServeConfig;
 use fv_server::{Server, ServerOptions};
 use std::path::PathBuf;
@@ -32,16 +32,26 @@ struct Args {
     /// Write a tiny random-weight model to DIR and exit
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
     make_tiny_model: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A worker process of `streaming.pool.mode: subprocess` (started by the server itself)
+    Worker,
+}
+
+fn main() -> std::process::ExitCode {
     fv_runtime::init_tracing();
-    fv_runtime::report_exit(
-        "streaming-server",
-        run(Args::parse()).await,
-        fv_server::exit_code,
-    )
+    let args = Args::parse();
+    if let Some(Command::Worker) = args.command {
+        return fv_server::serve_worker(model::worker_generator);
+    }
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(args)));
+    fv_runtime::report_exit("streaming-server", result, fv_server::exit_code)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -74,13 +84,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", config.to_yaml_string());
         return Ok(());
     }
-    let pipeline = model::load(&config)?;
-    // Clones share the weights: one load serves every worker.
-    let generators = (0..config.streaming.pool.workers())
-        .map(|_| Box::new(pipeline.clone()) as Box<dyn fv_core::Generator>)
-        .collect();
-    let deps =
-        fv_server::deps_with_generators(&config, generators).context("starting the worker pool")?;
+    let deps = model::deps(&config).context("starting the worker pool")?;
     let options = ServerOptions {
         web_ui: true,
         ..ServerOptions::default()

@@ -4,7 +4,9 @@
 use anyhow::Context;
 use fv_inference::pipeline::{PipelineOptions, Refine};
 use fv_inference::{DType, Device, Ltx2Pipeline};
-use fv_server::config::{ModelDevice, ModelDtype, ServeConfig};
+use fv_server::ServerDeps;
+use fv_server::config::{ModelDevice, ModelDtype, PoolMode, ServeConfig};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `configs/tiny-ltx2.yaml`, the config used when none is given (its `model_path` is
@@ -57,6 +59,43 @@ pub fn default_model_dir() -> PathBuf {
     cache.join("fv-stream").join("tiny-ltx2")
 }
 
+/// The server's workers for `config`: with `streaming.pool.mode: subprocess`, one process per
+/// worker (this binary's `worker` subcommand, each loading its own model); in process, one
+/// pipeline per GPU of [`ServeConfig::worker_devices`] (workers on the same GPU, and all
+/// workers on the CPU, share one copy of the weights).
+pub fn deps(config: &ServeConfig) -> anyhow::Result<ServerDeps> {
+    if config.streaming.pool.mode == PoolMode::Subprocess {
+        let worker = fv_server::WorkerCommand::current_exe()?.arg("worker");
+        return Ok(fv_server::subprocess_deps(config, worker)?);
+    }
+    let mut loaded: BTreeMap<Option<u32>, Ltx2Pipeline> = BTreeMap::new();
+    let mut generators = Vec::new();
+    for device in config.worker_devices() {
+        let pipeline = match loaded.get(&device) {
+            Some(pipeline) => pipeline.clone(),
+            None => {
+                let pipeline = load(config, device, false)?;
+                loaded.insert(device, pipeline.clone());
+                pipeline
+            }
+        };
+        generators.push(Box::new(pipeline) as Box<dyn fv_core::Generator>);
+    }
+    Ok(fv_server::deps_with_generators(config, generators)?)
+}
+
+/// The generator of a worker process (`worker` subcommand): the model on the worker's GPU,
+/// which this process sees as `cuda:0` (`CUDA_VISIBLE_DEVICES`), or on the CPU.
+pub fn worker_generator(
+    config: &ServeConfig,
+    device: Option<u32>,
+) -> Result<Box<dyn fv_core::Generator>, String> {
+    let visible = device.map(|_| 0);
+    load(config, visible, true)
+        .map(|pipeline| Box::new(pipeline) as Box<dyn fv_core::Generator>)
+        .map_err(|e| format!("{e:#}"))
+}
+
 fn open(device: Option<ModelDevice>, key: &str) -> anyhow::Result<Device> {
     Ok(match device {
         None | Some(ModelDevice::Cpu) => Device::Cpu,
@@ -66,11 +105,23 @@ fn open(device: Option<ModelDevice>, key: &str) -> anyhow::Result<Device> {
     })
 }
 
-/// Loads `generator.model_path` on `generator.device` in `generator.dtype`, the text encoder
-/// on `generator.text_encoder_device`.
-pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
+/// Loads `generator.model_path` in `generator.dtype` on `cuda:N` (`gpu: Some(N)`), or on the
+/// CPU when `generator.device` is unset or `cpu`; the text encoder on
+/// `generator.text_encoder_device`. In a worker process (`in_worker`), which sees only its own
+/// GPU, a CUDA text encoder goes on that GPU too.
+pub fn load(
+    config: &ServeConfig,
+    gpu: Option<u32>,
+    in_worker: bool,
+) -> anyhow::Result<Ltx2Pipeline> {
     let model = Path::new(&config.generator.model_path);
-    let device = open(config.generator.model_device(), "generator.device")?;
+    let device = match (config.generator.model_device(), gpu) {
+        (Some(ModelDevice::Cuda(_)), Some(ordinal)) => open(
+            Some(ModelDevice::Cuda(ordinal as usize)),
+            "generator.device",
+        )?,
+        _ => Device::Cpu,
+    };
     let dtype = match config.generator.dtype {
         // The released weights are bf16, and f32 does not fit an 80 GB GPU (52 GB of
         // transformer weights alone); on the CPU f32 is both exact and fastest.
@@ -81,6 +132,12 @@ pub fn load(config: &ServeConfig) -> anyhow::Result<Ltx2Pipeline> {
     };
     let mut options = PipelineOptions::new().with_dtype(dtype);
     if let Some(text_device) = config.generator.text_encoder_device() {
+        let text_device = match (text_device, gpu) {
+            (ModelDevice::Cuda(_), Some(ordinal)) if in_worker => {
+                ModelDevice::Cuda(ordinal as usize)
+            }
+            (other, _) => other,
+        };
         let d = open(Some(text_device), "generator.text_encoder_device")?;
         if d.is_cpu() && dtype != DType::F32 {
             // candle's CPU matmuls are fastest in f32; the 12B encoder then takes 47 GB of RAM.

@@ -1,15 +1,14 @@
-//! [`InProcessPool`]: one OS thread per generator in this process, and its lease backend.
+//! [`InProcessPool`]: one OS thread per generator in this process.
 
-use crate::state::{Admission, Grant, Shared};
-use crate::worker::{Command, RunCommand, Worker};
-use crate::{
-    GpuPool, Lease, LeaseBackend, PoolConfig, PoolError, PoolStatus, QueuePosition, RunHandle,
-};
-use fv_core::{CancelToken, GenerationRequest, Generator};
+use crate::binding;
+use crate::state::{CommandSink, Shared, SlotInit, Start};
+use crate::worker::Worker;
+use crate::{GpuPool, Lease, PoolConfig, PoolError, PoolStatus, QueuePosition};
+use fv_core::{CancelToken, Generator};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// A pool of generators in this process, one OS thread per generator.
 ///
@@ -41,6 +40,24 @@ impl InProcessPool {
         generators: Vec<Box<dyn Generator>>,
         config: PoolConfig,
     ) -> Result<Arc<Self>, PoolError> {
+        let devices = vec![None; generators.len()];
+        Self::with_devices(generators, devices, config)
+    }
+
+    /// [`new`](Self::new), with the GPU each generator runs on (`cuda:N`, reported in
+    /// [`WorkerStatus::device`](crate::WorkerStatus::device)); one entry per generator.
+    pub fn with_devices(
+        generators: Vec<Box<dyn Generator>>,
+        devices: Vec<Option<u32>>,
+        config: PoolConfig,
+    ) -> Result<Arc<Self>, PoolError> {
+        if devices.len() != generators.len() {
+            return Err(PoolError::InvalidConfig(format!(
+                "{} devices for {} generators",
+                devices.len(),
+                generators.len()
+            )));
+        }
         if generators.is_empty() {
             return Err(PoolError::InvalidConfig(
                 "at least one generator is required".into(),
@@ -58,20 +75,31 @@ impl InProcessPool {
             ));
         }
 
-        let names: Vec<String> = generators.iter().map(|g| g.name().to_owned()).collect();
+        let slots = generators
+            .iter()
+            .zip(devices)
+            .map(|(g, device)| SlotInit {
+                generator: g.name().to_owned(),
+                device,
+            })
+            .collect();
         let warmup_tokens: Option<Vec<CancelToken>> = config
             .warmup
             .as_ref()
             .map(|_| generators.iter().map(|_| CancelToken::new()).collect());
         let (senders, receivers): (Vec<_>, Vec<_>) =
             generators.iter().map(|_| std_mpsc::channel()).unzip();
+        let sinks = senders
+            .into_iter()
+            .map(|tx| Box::new(tx) as Box<dyn CommandSink>)
+            .collect();
         let shared = Arc::new(Shared::new(
-            names,
-            senders,
-            config.acquire_timeout,
-            config.max_queue,
-            config.event_buffer,
-            warmup_tokens.as_deref(),
+            slots,
+            sinks,
+            &config,
+            Start::Threads {
+                warmup: warmup_tokens.clone(),
+            },
         ));
         let pool = Arc::new(Self {
             shared: shared.clone(),
@@ -149,33 +177,6 @@ impl Drop for InProcessPool {
     }
 }
 
-/// A queued acquire; dropping it leaves the queue and returns a worker granted in the race.
-struct Waiting {
-    shared: Arc<Shared>,
-    id: u64,
-    grant: oneshot::Receiver<Grant>,
-    settled: bool,
-}
-
-impl Waiting {
-    /// Leaves the queue now; returns the grant if one arrived first.
-    fn leave(&mut self) -> Option<Grant> {
-        self.settled = true;
-        self.shared.leave_queue(self.id, &mut self.grant)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        if let Some(Ok(worker)) = self.shared.leave_queue(self.id, &mut self.grant) {
-            self.shared.release(worker);
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl GpuPool for InProcessPool {
     async fn acquire(
@@ -183,32 +184,7 @@ impl GpuPool for InProcessPool {
         session_id: &str,
         updates: mpsc::UnboundedSender<QueuePosition>,
     ) -> Result<Lease, PoolError> {
-        let (id, grant) = match self.shared.admit(session_id, updates)? {
-            Admission::Granted(worker) => return Ok(self.lease(worker, session_id)),
-            Admission::Queued(id, grant) => (id, grant),
-        };
-        let mut waiting = Waiting {
-            shared: self.shared.clone(),
-            id,
-            grant,
-            settled: false,
-        };
-        let timeout = self.shared.acquire_timeout;
-        let grant = match tokio::time::timeout(timeout, &mut waiting.grant).await {
-            Ok(Ok(grant)) => {
-                waiting.settled = true;
-                grant
-            }
-            // The sender went away without a word: only when the pool itself is gone.
-            Ok(Err(_)) => {
-                waiting.settled = true;
-                Err(PoolError::Closed)
-            }
-            Err(_elapsed) => waiting
-                .leave()
-                .unwrap_or(Err(PoolError::AcquireTimeout(timeout))),
-        };
-        grant.map(|worker| self.lease(worker, session_id))
+        binding::acquire(&self.shared, session_id, updates).await
     }
 
     fn status(&self) -> PoolStatus {
@@ -220,55 +196,10 @@ impl GpuPool for InProcessPool {
     }
 
     async fn ready(&self) -> bool {
-        let mut pending = self.shared.warmup_watch();
-        // The sender lives in `self.shared`, so this cannot fail while `self` is borrowed.
-        let _ = pending.wait_for(|n| *n == 0).await;
-        self.shared.is_ready()
-    }
-}
-
-impl InProcessPool {
-    fn lease(&self, worker: u32, session_id: &str) -> Lease {
-        Lease::new(
-            worker,
-            session_id,
-            InProcessLease {
-                shared: self.shared.clone(),
-                worker,
-            },
-        )
-    }
-}
-
-/// [`LeaseBackend`] of an in-process worker: runs go to the worker thread's command channel.
-struct InProcessLease {
-    shared: Arc<Shared>,
-    worker: u32,
-}
-
-#[async_trait::async_trait]
-impl LeaseBackend for InProcessLease {
-    fn run(&mut self, request: GenerationRequest) -> Result<RunHandle, PoolError> {
-        let (events, rx) = mpsc::channel(self.shared.event_buffer);
-        let cancel = CancelToken::new();
-        let command = Command::Run(Box::new(RunCommand {
-            request,
-            cancel: cancel.clone(),
-            events,
-            span: tracing::Span::current(),
-        }));
-        self.shared
-            .start_run(self.worker, cancel.clone(), command)?;
-        Ok(RunHandle::new(self.worker, rx, cancel))
+        binding::ready(&self.shared).await
     }
 
-    async fn idle(&self) {
-        self.shared.idle(self.worker).await;
-    }
-}
-
-impl Drop for InProcessLease {
-    fn drop(&mut self) {
-        self.shared.release(self.worker);
+    async fn shutdown(&self) {
+        InProcessPool::shutdown(self).await;
     }
 }

@@ -1,17 +1,22 @@
 //! GPU worker pool: a FIFO queue of sessions in front of a fixed set of workers, each worker
-//! owning one [`fv_core::Generator`] on its own OS thread.
+//! owning one [`fv_core::Generator`] on its own OS thread, or in its own process.
 //!
 //! Embed it to share a few devices among many streaming sessions: build an [`InProcessPool`]
-//! from one generator per device, hand `Arc<InProcessPool>` (or `Arc<dyn GpuPool>`) to your
-//! connection handlers, and let each session acquire a worker, run segments on it and give it
-//! back.
+//! from one generator per device (or a [`SubprocessPool`] that starts one worker process per
+//! device), hand `Arc<dyn GpuPool>` to your connection handlers, and let each session acquire
+//! a worker, run segments on it and give it back.
 //!
 //! # Main types
 //!
 //! * [`GpuPool`]: the trait sessions use (`acquire`, `status`, `is_ready`), so a server can be
 //!   tested against another implementation.
-//! * [`InProcessPool`]: the implementation, one OS thread per generator. Configured by
-//!   [`PoolConfig`] (acquire timeout, queue bound, event buffer, optional warm-up request).
+//! * [`InProcessPool`]: one OS thread per generator. Configured by [`PoolConfig`] (acquire
+//!   timeout, queue bound, event buffer, optional warm-up request).
+//! * [`SubprocessPool`]: one worker process per GPU (the production shape), configured by
+//!   [`PoolConfig`] and [`SubprocessConfig`] (the [`WorkerCommand`] to start, devices, start
+//!   deadline, restart back-off). The process side is [`worker_process`]: a binary's `worker`
+//!   subcommand calls [`worker_process::run`] with a closure that builds its generator. Frames
+//!   cross a Unix socket in a compact framed encoding (I420 by default); see docs/ipc.md.
 //! * [`Lease`]: a session's binding to one worker, held across segments.
 //! * [`RunHandle`]: one running segment; yields [`RunEvent`]s.
 //! * [`QueuePosition`]: progress updates while a session waits.
@@ -47,11 +52,14 @@
 //!   (back-pressure), but stops waiting once the run is cancelled, so a consumer that stopped
 //!   reading cannot pin a worker.
 //! * GPU work never runs on tokio threads: each worker is a plain OS thread looping on a
-//!   command channel. A generator panic is caught and reported as a failed run; the worker
+//!   command channel, or another process. A generator panic is caught and reported as a failed run; the worker
 //!   stays in service (see [`InProcessPool`]). A worker whose warm-up fails is excluded from
 //!   service; if none is left, waiters fail with [`PoolError::NoWorkers`].
 //! * Dropping the pool closes it (waiters get [`PoolError::Closed`], runs are cancelled);
-//!   [`InProcessPool::shutdown`] also joins the worker threads.
+//!   [`InProcessPool::shutdown`] also joins the worker threads, [`SubprocessPool::shutdown`]
+//!   stops the worker processes.
+//! * A worker process that dies ends its run with `Done(Err(Failed(..)))` (retryable for the
+//!   server), keeps its lease, and restarts with back-off; [`Lease::idle`] waits for it.
 //!
 //! # Example
 //!
@@ -108,16 +116,25 @@
 //! * `crates/fv-pool/examples/custom_generator.rs` (`cargo run -p fv-pool --example
 //!   custom_generator`): implementing [`fv_core::Generator`] for your own model (steps, cancel
 //!   checks, frame batches, continuation state) and serving it with a warm-up request.
+//! * `crates/fv-pool/examples/custom_pool.rs`: a [`GpuPool`] written against the public API.
+//! * `crates/fv-pool/src/bin/fv-pool-worker.rs`: a worker process (`worker_process::run`
+//!   around the mock generator), used by the subprocess tests and `cargo xbench pool`.
 
+mod binding;
 mod error;
 mod inprocess;
+mod ipc;
 mod lease;
 mod state;
+mod subprocess;
 mod worker;
+pub mod worker_process;
 
 pub use error::PoolError;
 pub use inprocess::InProcessPool;
+pub use ipc::{IpcError, MAX_MESSAGE_BYTES, SOCKET_BUFFER_BYTES, tune_socket};
 pub use lease::{Lease, LeaseBackend, RunHandle};
+pub use subprocess::{SubprocessConfig, SubprocessPool, WorkerCommand};
 
 use fv_core::{Frame, GenerateError, GenerationRequest, GenerationResult};
 use std::time::Duration;
@@ -195,7 +212,7 @@ pub struct PoolStatus {
 #[non_exhaustive]
 pub struct WorkerStatus {
     pub id: u32,
-    /// In service: thread alive and warm-up passed (or none configured).
+    /// In service: thread or process alive, booted, and warm-up passed (or none configured).
     pub ready: bool,
     /// Bound to a session (a lease is held).
     pub busy: bool,
@@ -211,8 +228,51 @@ pub struct WorkerStatus {
     pub warmup_error: Option<String>,
     /// Runs that finished successfully.
     pub segments_run: u64,
-    /// The worker thread is running. `false` after shutdown (or if the thread died).
+    /// The worker thread or process is running (`process_alive` in `/status`). `false` after
+    /// shutdown, while a worker process restarts, or if the thread died.
     pub alive: bool,
+    /// Where the worker is in its life.
+    pub phase: WorkerPhase,
+    /// OS process id of a worker process.
+    pub pid: Option<u32>,
+    /// The GPU the worker runs on (`cuda:N`; for a process, what `CUDA_VISIBLE_DEVICES` names),
+    /// when it runs on one.
+    pub device: Option<u32>,
+    /// How many times the worker process was started again after it died.
+    pub restarts: u32,
+    /// Why the worker last stopped or failed to start (exit status, signal, timeout, protocol
+    /// error), if it ever did.
+    pub last_error: Option<String>,
+}
+
+/// Where a worker is in its life ([`WorkerStatus::phase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerPhase {
+    /// Booting and/or warming up; not in service yet.
+    Starting,
+    /// In service.
+    Ready,
+    /// The worker process died; a new one starts after a back-off.
+    Restarting,
+    /// Out of service for good: failed to boot or warm up, stopped restarting, or its thread
+    /// died.
+    Failed,
+    /// Stopped by shutdown.
+    Stopped,
+}
+
+impl WorkerPhase {
+    /// Lower-case name for `/status` and logs (`starting`, `ready`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Restarting => "restarting",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 impl PoolStatus {
@@ -243,6 +303,11 @@ impl WorkerStatus {
             warmup_error: None,
             segments_run: 0,
             alive: true,
+            phase: WorkerPhase::Ready,
+            pid: None,
+            device: None,
+            restarts: 0,
+            last_error: None,
         }
     }
 }
@@ -281,4 +346,9 @@ pub trait GpuPool: Send + Sync + 'static {
     /// configured), with [`is_ready`](Self::is_ready) at that moment. Callers put their own
     /// deadline around it.
     async fn ready(&self) -> bool;
+
+    /// Closes the pool and returns once its workers have stopped (threads joined, processes
+    /// exited). A server calls it after its drain. Idempotent. The default does nothing, for
+    /// pools whose workers need no stopping.
+    async fn shutdown(&self) {}
 }

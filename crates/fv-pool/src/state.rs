@@ -1,10 +1,12 @@
 //! The pool's bookkeeping: workers, the free list and the waiting queue, behind one mutex.
+//! Shared by both pools: [`crate::InProcessPool`] (worker threads) and
+//! [`crate::SubprocessPool`] (worker processes, which also restart).
 //!
 //! Every transition happens under the lock and none of them blocks or awaits (channel sends
 //! here are unbounded or oneshot), so the lock is only ever held for a few instructions.
 
 use crate::worker::Command;
-use crate::{PoolError, PoolStatus, QueuePosition, WorkerStatus};
+use crate::{PoolError, PoolStatus, QueuePosition, WorkerPhase, WorkerStatus};
 use fv_core::CancelToken;
 use std::collections::VecDeque;
 use std::sync::mpsc as std_mpsc;
@@ -15,16 +17,49 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What a waiter is told when it leaves the queue other than by dropping out.
 pub(crate) type Grant = Result<u32, PoolError>;
 
-/// State shared by the pool handle, its leases and its worker threads.
+/// Where the pool sends a worker its commands: a worker thread's channel or a process
+/// supervisor's. Never blocks.
+pub(crate) trait CommandSink: Send + Sync + std::fmt::Debug {
+    /// Hands `command` over; `false` when the receiving side is gone.
+    fn send(&self, command: Command) -> bool;
+}
+
+impl CommandSink for std_mpsc::Sender<Command> {
+    fn send(&self, command: Command) -> bool {
+        std_mpsc::Sender::send(self, command).is_ok()
+    }
+}
+
+impl CommandSink for mpsc::UnboundedSender<Command> {
+    fn send(&self, command: Command) -> bool {
+        mpsc::UnboundedSender::send(self, command).is_ok()
+    }
+}
+
+/// How the workers start.
+pub(crate) enum Start {
+    /// Worker threads: in service at once, or after the warm-up each runs (whose tokens let
+    /// `close` interrupt it).
+    Threads { warmup: Option<Vec<CancelToken>> },
+    /// Worker processes: each must boot (and warm up, if `warmup`) before it serves.
+    Processes { warmup: bool },
+}
+
+/// One worker at construction: its generator's name (or a placeholder until a process says)
+/// and its device.
+pub(crate) struct SlotInit {
+    pub(crate) generator: String,
+    pub(crate) device: Option<u32>,
+}
+
+/// State shared by the pool handle, its leases and its workers.
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<State>,
-    /// One command channel per worker, indexed by worker id.
-    commands: Vec<std_mpsc::Sender<Command>>,
-    /// Number of workers still warming up; readiness waits on it.
+    /// One command sink per worker, indexed by worker id.
+    commands: Vec<Box<dyn CommandSink>>,
+    /// Number of workers still in their first start (boot / warm-up); readiness waits on it.
     warmup_pending: watch::Sender<usize>,
-    /// Per worker: a generator call is in progress. `Lease::idle` waits on it.
-    running: Vec<watch::Sender<bool>>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) max_queue: usize,
     pub(crate) event_buffer: usize,
@@ -45,14 +80,38 @@ struct State {
 #[derive(Debug)]
 struct Slot {
     generator: String,
+    device: Option<u32>,
+    /// The thread or process runs.
     alive: bool,
+    phase: Phase,
+    /// Still in its first start: counted in `warmup_pending`.
+    first_start: bool,
     leased: bool,
     session_id: Option<String>,
     running: bool,
-    /// Token of the run (or warm-up) in progress, so release and shutdown can stop it.
+    /// Token of the run (or in-process warm-up) in progress, so release and shutdown can
+    /// stop it.
     cancel: Option<CancelToken>,
     warmup: Warmup,
     segments_run: u64,
+    pid: Option<u32>,
+    restarts: u32,
+    last_error: Option<String>,
+    /// `true` while the worker can take a run or never will again: `Lease::idle` waits on it.
+    idle: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Booting and/or warming up.
+    Starting,
+    Serving,
+    /// A worker process died; a new one starts after a back-off.
+    Restarting,
+    /// Out of service for good (failed start, gave up restarting, thread died).
+    Failed,
+    /// Stopped by shutdown.
+    Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,46 +139,71 @@ pub(crate) enum Admission {
 
 impl Slot {
     fn in_service(&self) -> bool {
-        self.alive && matches!(self.warmup, Warmup::None | Warmup::Passed)
+        self.alive && self.phase == Phase::Serving
+    }
+
+    /// In service, or may be after a start or restart in progress.
+    fn may_serve(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Starting | Phase::Serving | Phase::Restarting
+        )
+    }
+
+    fn is_idle(&self, closed: bool) -> bool {
+        closed || (!self.running && !matches!(self.phase, Phase::Starting | Phase::Restarting))
     }
 }
 
 impl Shared {
     pub(crate) fn new(
-        generator_names: Vec<String>,
-        commands: Vec<std_mpsc::Sender<Command>>,
-        acquire_timeout: Duration,
-        max_queue: usize,
-        event_buffer: usize,
-        warmup: Option<&[CancelToken]>,
+        slots: Vec<SlotInit>,
+        commands: Vec<Box<dyn CommandSink>>,
+        config: &crate::PoolConfig,
+        start: Start,
     ) -> Self {
-        let workers: Vec<Slot> = generator_names
+        let (warmup_enabled, processes, tokens) = match start {
+            Start::Threads { warmup } => (warmup.is_some(), false, warmup),
+            Start::Processes { warmup } => (warmup, true, None),
+        };
+        let starting = processes || warmup_enabled;
+        let workers: Vec<Slot> = slots
             .into_iter()
             .enumerate()
-            .map(|(i, generator)| Slot {
-                generator,
-                alive: true,
+            .map(|(i, init)| Slot {
+                generator: init.generator,
+                device: init.device,
+                // A process is alive once spawned; a thread from the start.
+                alive: !processes,
+                phase: if starting {
+                    Phase::Starting
+                } else {
+                    Phase::Serving
+                },
+                first_start: starting,
                 leased: false,
                 session_id: None,
                 running: false,
-                cancel: warmup.and_then(|tokens| tokens.get(i).cloned()),
-                warmup: if warmup.is_some() {
+                cancel: tokens.as_ref().and_then(|t| t.get(i).cloned()),
+                warmup: if warmup_enabled {
                     Warmup::Pending
                 } else {
                     Warmup::None
                 },
                 segments_run: 0,
+                pid: None,
+                restarts: 0,
+                last_error: None,
+                idle: watch::Sender::new(!starting),
             })
             .collect();
-        let pending = if warmup.is_some() { workers.len() } else { 0 };
-        let free = if warmup.is_some() {
+        let pending = if starting { workers.len() } else { 0 };
+        let free = if starting {
             VecDeque::new()
         } else {
             (0..workers.len() as u32).collect()
         };
-        let running = workers.iter().map(|_| watch::Sender::new(false)).collect();
         Self {
-            running,
             state: Mutex::new(State {
                 closed: false,
                 workers,
@@ -130,10 +214,10 @@ impl Shared {
             }),
             commands,
             warmup_pending: watch::Sender::new(pending),
-            acquire_timeout,
-            max_queue,
-            event_buffer,
-            warmup_enabled: warmup.is_some(),
+            acquire_timeout: config.acquire_timeout,
+            max_queue: config.max_queue,
+            event_buffer: config.event_buffer,
+            warmup_enabled,
         }
     }
 
@@ -233,44 +317,43 @@ impl Shared {
         let Some(slot) = st.slot(worker) else {
             return Err(PoolError::WorkerDead { worker_id: worker });
         };
-        if !slot.alive {
-            return Err(PoolError::WorkerDead { worker_id: worker });
-        }
         if slot.running {
             return Err(PoolError::RunInProgress { worker_id: worker });
         }
+        if !slot.in_service() {
+            return Err(PoolError::WorkerDead { worker_id: worker });
+        }
+        // Sent under the lock: a worker that stops (and drains its channel under this lock)
+        // sees every command sent before it stopped.
         let sent = self
             .commands
             .get(worker as usize)
-            .is_some_and(|tx| tx.send(command).is_ok());
+            .is_some_and(|sink| sink.send(command));
         if !sent {
-            // The thread is gone without telling us; make that visible.
-            st.worker_gone(worker);
-            self.set_running(worker, false);
+            // The worker is gone without telling us; make that visible.
+            st.thread_gone(worker);
             return Err(PoolError::WorkerDead { worker_id: worker });
         }
         if let Some(slot) = st.slot(worker) {
             slot.running = true;
             slot.cancel = Some(cancel);
         }
-        self.set_running(worker, true);
+        st.sync_idle(worker);
         Ok(())
     }
 
-    fn set_running(&self, worker: u32, running: bool) {
-        if let Some(tx) = self.running.get(worker as usize) {
-            tx.send_replace(running);
-        }
-    }
-
-    /// Resolves once `worker` has no generator call in progress.
+    /// Resolves once `worker` has no run in progress and is not (re)starting, or can never
+    /// run again.
     pub(crate) async fn idle(&self, worker: u32) {
-        let Some(tx) = self.running.get(worker as usize) else {
-            return;
+        let mut rx = {
+            let st = self.lock();
+            match st.workers.get(worker as usize) {
+                Some(slot) => slot.idle.subscribe(),
+                None => return,
+            }
         };
-        let mut rx = tx.subscribe();
         // The sender lives in `self`, so `wait_for` cannot fail while `self` is borrowed.
-        let _ = rx.wait_for(|running| !*running).await;
+        let _ = rx.wait_for(|idle| *idle).await;
     }
 
     /// The generator on `worker` returned. Called before the final events are sent, so a
@@ -278,6 +361,9 @@ impl Shared {
     pub(crate) fn run_finished(&self, worker: u32, succeeded: bool) {
         let mut st = self.lock();
         let Some(slot) = st.slot(worker) else { return };
+        if !slot.running {
+            return;
+        }
         slot.running = false;
         slot.cancel = None;
         if succeeded {
@@ -285,9 +371,10 @@ impl Shared {
         }
         st.maybe_free(worker);
         // Under the lock, so a run started right after cannot be overtaken by this update.
-        self.set_running(worker, false);
+        st.sync_idle(worker);
     }
 
+    /// An in-process worker finished its warm-up.
     pub(crate) fn warmup_finished(&self, worker: u32, outcome: Result<(), String>) {
         let mut st = self.lock();
         let Some(slot) = st.slot(worker) else { return };
@@ -295,36 +382,131 @@ impl Shared {
             return;
         }
         slot.cancel = None;
-        slot.warmup = match outcome {
-            Ok(()) => Warmup::Passed,
-            Err(e) => Warmup::Failed(e),
-        };
-        st.warmup_pending = st.warmup_pending.saturating_sub(1);
-        self.warmup_pending.send_replace(st.warmup_pending);
+        match outcome {
+            Ok(()) => {
+                slot.warmup = Warmup::Passed;
+                slot.phase = Phase::Serving;
+            }
+            Err(e) => {
+                slot.warmup = Warmup::Failed(e);
+                slot.phase = Phase::Failed;
+            }
+        }
+        self.end_first_start(&mut st, worker);
         st.maybe_free(worker);
+        st.sync_idle(worker);
         st.fail_waiters_if_no_service();
     }
 
-    /// The worker thread is exiting (shutdown, or a bug in the pool itself).
+    /// An in-process worker thread is exiting (shutdown, or a bug in the pool itself).
     pub(crate) fn worker_exited(&self, worker: u32) {
         let mut st = self.lock();
         if let Some(slot) = st.slot(worker)
             && slot.warmup == Warmup::Pending
         {
             slot.warmup = Warmup::Failed("worker stopped during warm-up".into());
-            st.warmup_pending = st.warmup_pending.saturating_sub(1);
-            self.warmup_pending.send_replace(st.warmup_pending);
         }
+        self.end_first_start(&mut st, worker);
         if !st.closed {
             tracing::error!(worker, "GPU worker thread stopped unexpectedly");
         }
-        st.worker_gone(worker);
-        // A dead worker runs nothing: whoever waits for it to be idle learns at once.
-        self.set_running(worker, false);
+        st.thread_gone(worker);
+    }
+
+    /// A worker process was started (first start or restart).
+    pub(crate) fn process_spawned(&self, worker: u32, pid: u32) {
+        let mut st = self.lock();
+        let warmup = self.warmup_enabled;
+        let Some(slot) = st.slot(worker) else { return };
+        if !slot.first_start {
+            slot.restarts += 1;
+        }
+        slot.alive = true;
+        slot.pid = Some(pid);
+        slot.phase = Phase::Starting;
+        slot.warmup = if warmup {
+            Warmup::Pending
+        } else {
+            Warmup::None
+        };
+        st.sync_idle(worker);
+    }
+
+    /// A worker process booted (and passed its warm-up, if one is configured): in service.
+    pub(crate) fn process_ready(&self, worker: u32, generator: String) {
+        let mut st = self.lock();
+        let Some(slot) = st.slot(worker) else { return };
+        if slot.phase != Phase::Starting {
+            return;
+        }
+        slot.generator = generator;
+        slot.phase = Phase::Serving;
+        if slot.warmup == Warmup::Pending {
+            slot.warmup = Warmup::Passed;
+        }
+        self.end_first_start(&mut st, worker);
+        st.maybe_free(worker);
+        st.sync_idle(worker);
+    }
+
+    /// A worker process failed to boot or warm up (`error` says which and why), or died.
+    /// With `restart` it starts again after a back-off; without, it is out of service for
+    /// good. A run in progress is over (the caller ends it).
+    pub(crate) fn process_down(&self, worker: u32, error: String, restart: bool, starting: bool) {
+        let mut st = self.lock();
+        let Some(slot) = st.slot(worker) else { return };
+        if starting {
+            // Reported like upstream's warm-up failures (`warmup_success: false`).
+            slot.warmup = Warmup::Failed(error.clone());
+        }
+        slot.alive = false;
+        slot.pid = None;
+        slot.running = false;
+        slot.cancel = None;
+        slot.last_error = Some(error);
+        slot.phase = if restart {
+            Phase::Restarting
+        } else {
+            Phase::Failed
+        };
+        self.end_first_start(&mut st, worker);
+        st.free.retain(|&w| w != worker);
+        st.sync_idle(worker);
+        st.fail_waiters_if_no_service();
+    }
+
+    /// A worker process stopped because the pool shut down.
+    pub(crate) fn process_stopped(&self, worker: u32) {
+        let mut st = self.lock();
+        let Some(slot) = st.slot(worker) else { return };
+        slot.alive = false;
+        slot.pid = None;
+        slot.running = false;
+        slot.cancel = None;
+        if slot.warmup == Warmup::Pending {
+            slot.warmup = Warmup::Failed("pool shut down during start".into());
+        }
+        if slot.phase != Phase::Failed {
+            slot.phase = Phase::Stopped;
+        }
+        self.end_first_start(&mut st, worker);
+        st.free.retain(|&w| w != worker);
+        st.sync_idle(worker);
+    }
+
+    /// Counts `worker`'s first start as over (once).
+    fn end_first_start(&self, st: &mut State, worker: u32) {
+        if let Some(slot) = st.slot(worker)
+            && slot.first_start
+        {
+            slot.first_start = false;
+            st.warmup_pending = st.warmup_pending.saturating_sub(1);
+            self.warmup_pending.send_replace(st.warmup_pending);
+        }
     }
 
     /// Stops admitting, fails every waiter with `Closed`, cancels all runs and tells every
-    /// worker thread to exit once its current command is done. Idempotent.
+    /// worker to stop once its current command is done. Idempotent.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
         if st.closed {
@@ -340,10 +522,17 @@ impl Shared {
                 cancel.cancel();
             }
         }
-        for tx in &self.commands {
-            let _ = tx.send(Command::Shutdown);
+        for sink in &self.commands {
+            let _ = sink.send(Command::Shutdown);
+        }
+        for worker in 0..st.workers.len() as u32 {
+            st.sync_idle(worker);
         }
         tracing::info!("GPU pool closed");
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -384,6 +573,17 @@ impl Shared {
                     },
                     segments_run: slot.segments_run,
                     alive: slot.alive,
+                    phase: match slot.phase {
+                        Phase::Starting => WorkerPhase::Starting,
+                        Phase::Serving if slot.alive => WorkerPhase::Ready,
+                        Phase::Serving | Phase::Failed => WorkerPhase::Failed,
+                        Phase::Restarting => WorkerPhase::Restarting,
+                        Phase::Stopped => WorkerPhase::Stopped,
+                    },
+                    pid: slot.pid,
+                    device: slot.device,
+                    restarts: slot.restarts,
+                    last_error: slot.last_error.clone(),
                 })
                 .collect(),
         }
@@ -395,9 +595,15 @@ impl State {
         self.workers.get_mut(worker as usize)
     }
 
-    /// Warm-up is over and no worker can serve: waiting would only end in a timeout.
+    /// No worker can serve now or later: waiting would only end in a timeout.
     fn no_service(&self) -> bool {
-        self.warmup_pending == 0 && !self.workers.iter().any(Slot::in_service)
+        !self.workers.iter().any(Slot::may_serve)
+    }
+
+    fn sync_idle(&self, worker: u32) {
+        if let Some(slot) = self.workers.get(worker as usize) {
+            slot.idle.send_replace(slot.is_idle(self.closed));
+        }
     }
 
     fn bind(&mut self, worker: u32, session_id: &str) {
@@ -456,13 +662,22 @@ impl State {
         }
     }
 
-    fn worker_gone(&mut self, worker: u32) {
+    /// A worker thread is gone for good.
+    fn thread_gone(&mut self, worker: u32) {
+        let closed = self.closed;
         if let Some(slot) = self.slot(worker) {
             slot.alive = false;
             slot.running = false;
             slot.cancel = None;
+            slot.phase = if closed {
+                Phase::Stopped
+            } else {
+                Phase::Failed
+            };
         }
         self.free.retain(|&w| w != worker);
+        // A dead worker runs nothing: whoever waits for it to be idle learns at once.
+        self.sync_idle(worker);
         self.fail_waiters_if_no_service();
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::error::TrySendError;
 /// How often a generator blocked on a full event channel re-checks its cancel token. Only
 /// matters when the consumer stopped reading; a cancelled run then frees the worker within
 /// this delay instead of waiting for the consumer forever.
-const CANCEL_POLL: Duration = Duration::from_millis(10);
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(10);
 
 /// What the pool asks a worker thread to do.
 #[derive(Debug)]
@@ -140,7 +140,7 @@ impl Worker {
 }
 
 /// Runs the generator, turning a panic into [`GenerateError::Failed`].
-fn guarded_generate(
+pub(crate) fn guarded_generate(
     generator: &mut dyn Generator,
     request: &GenerationRequest,
     sink: &mut dyn GenerationSink,
@@ -170,7 +170,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("non-string panic payload")
 }
 
-struct DiscardSink;
+pub(crate) struct DiscardSink;
 
 impl GenerationSink for DiscardSink {
     fn step(&mut self, _step: u32, _total: u32) {}

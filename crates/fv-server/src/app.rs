@@ -195,8 +195,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains: `/readyz` turns 503, new sessions are
-    /// refused, in-flight segments get `streaming.shutdown_grace_seconds` to finish, and every
-    /// session is closed with 1001.
+    /// refused, in-flight segments get `streaming.shutdown_grace_seconds` to finish, every
+    /// session is closed with 1001, and the pool's workers are stopped.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -243,6 +243,9 @@ impl Server {
         .await;
         drainer.abort();
         reaper.abort();
+        // Sessions are gone: stop the workers (worker processes get their stop message and
+        // `streaming.pool.worker_stop_timeout_seconds` before they are killed).
+        state.deps.pool.shutdown().await;
         served?;
         Ok(())
     }

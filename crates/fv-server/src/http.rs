@@ -144,11 +144,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .iter()
         .filter(|w| w.ready && w.warmup_ok != Some(false))
         .count();
-    let failed = pool
-        .workers
-        .iter()
-        .filter(|w| w.warmup_ok == Some(false))
-        .count();
+    let failed = pool.workers.iter().filter(|w| out_of_service(w)).count();
     let succeeded = pool
         .workers
         .iter()
@@ -213,6 +209,11 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "warmup_error": w.warmup_error,
                 "warmup_timings": {},
                 "segments_run": w.segments_run,
+                "state": w.phase.as_str(),
+                "pid": w.pid,
+                "device": w.device,
+                "restarts": w.restarts,
+                "last_error": w.last_error,
             }),
         );
     }
@@ -238,7 +239,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "queue_size": pool.queue_depth,
         "warmup_enabled": s.warmup.enabled,
         "warmup_successful_gpus": pool.workers.iter().filter(|w| w.warmup_ok == Some(true)).count(),
-        "warmup_failed_gpus": pool.workers.iter().filter(|w| w.warmup_ok == Some(false)).count(),
+        "warmup_failed_gpus": pool.workers.iter().filter(|w| out_of_service(w)).count(),
         "gpu_status": gpu_status,
         "active_sessions": state.sessions.active_count(),
         "max_sessions": s.max_sessions,
@@ -247,6 +248,12 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "sessions": sessions,
     }))
+}
+
+/// Failed to boot or warm up, or left out of service after crashing too often: counted as
+/// `warmup_failed_gpus` (upstream counted failed boots as ready, §18 item 10).
+fn out_of_service(w: &fv_pool::WorkerStatus) -> bool {
+    w.warmup_ok == Some(false) || w.phase == fv_pool::WorkerPhase::Failed
 }
 
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -13,6 +13,7 @@ mod background;
 mod child;
 mod client;
 mod http;
+mod procs;
 mod replica;
 pub mod router;
 
@@ -20,3 +21,4 @@ pub use background::Background;
 pub use child::{ChildGuard, spawn_listening};
 pub use client::{Client, RECV_TIMEOUT, Received, SegmentTranscript};
 pub use http::{http_get, http_post};
+pub use procs::processes_with_env;

@@ -18,6 +18,6 @@ pub use fmp4::{Decoded, decode_fmp4};
 pub use fv_testkit_router::router;
 pub use fv_testkit_router::{
     Background, ChildGuard, Client, RECV_TIMEOUT, Received, SegmentTranscript, http_get, http_post,
-    spawn_listening,
+    processes_with_env, spawn_listening,
 };
 pub use server::{TestServer, test_config};

@@ -20,9 +20,8 @@ pub struct GeneratorConfig {
     #[serde(default)]
     #[schemars(extend("x-unused" = true))]
     pub trust_remote_code: bool,
-    /// Engine settings.
+    /// Engine settings (only `num_gpus` is used here).
     #[serde(default)]
-    #[schemars(extend("x-unused" = true))]
     pub engine: EngineConfig,
     /// Pipeline selection. Of it, streaming-server reads `preset_overrides.refine` (the
     /// two-stage preset); the other keys are FastVideo's, accepted so its configs load.
@@ -204,26 +203,37 @@ impl RefineSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// GPUs for one generator; must be > 0.
-    #[schemars(range(min = 1))]
+    /// GPUs to use: with `generator.device: cuda[:N]`, the workers go on devices N to
+    /// N + num_gpus - 1, one per GPU unless `streaming.pool.num_workers` says otherwise
+    /// (FastVideo: GPUs for one generator; a native model uses one GPU per worker).
+    #[schemars(range(min = 1, max = 1_024))]
     pub num_gpus: i64,
     /// Multi-GPU launcher.
+    #[schemars(extend("x-unused" = true))]
     pub execution_backend: ExecutionBackend,
     /// Parallelism layout.
+    #[schemars(extend("x-unused" = true))]
     pub parallelism: ParallelismConfig,
     /// CPU offload switches.
+    #[schemars(extend("x-unused" = true))]
     pub offload: OffloadConfig,
     /// `torch.compile` settings.
+    #[schemars(extend("x-unused" = true))]
     pub compile: CompileConfig,
     /// Check stage inputs/outputs.
+    #[schemars(extend("x-unused" = true))]
     pub enable_stage_verification: bool,
     /// Shard the model with FSDP at inference.
+    #[schemars(extend("x-unused" = true))]
     pub use_fsdp_inference: bool,
     /// Turn autocast off.
+    #[schemars(extend("x-unused" = true))]
     pub disable_autocast: bool,
     /// Batch conditional and unconditional passes.
+    #[schemars(extend("x-unused" = true))]
     pub use_batched_cfg: bool,
     /// Quantization, if any.
+    #[schemars(extend("x-unused" = true))]
     pub quantization: Option<QuantizationConfig>,
 }
 

@@ -212,6 +212,25 @@ impl ServeConfig {
         }
     }
 
+    /// Where each generator worker runs: one entry per worker, `Some(n)` for `cuda:n`.
+    ///
+    /// With `generator.device: cuda[:N]` the workers go on `generator.engine.num_gpus` GPUs
+    /// starting at N, one per GPU by default (`streaming.pool.num_workers: null`) and
+    /// round-robin when more workers are asked for. On the CPU (or with no device, as for the
+    /// mock generator) it is `streaming.pool.num_workers` workers (default 1) without a device.
+    pub fn worker_devices(&self) -> Vec<Option<u32>> {
+        let pool = &self.streaming.pool;
+        match self.generator.model_device() {
+            Some(ModelDevice::Cuda(base)) => {
+                // `num_gpus` is range-checked to 1..=1024 and the ordinal to 3 digits.
+                let gpus = self.generator.engine.num_gpus.clamp(1, 1024) as u32;
+                let workers = pool.num_workers.unwrap_or(gpus);
+                (0..workers).map(|i| Some(base as u32 + i % gpus)).collect()
+            }
+            None | Some(ModelDevice::Cpu) => vec![None; pool.num_workers.unwrap_or(1) as usize],
+        }
+    }
+
     /// Rules that involve more than one key, or float values the schema walker cannot see.
     fn check_semantics(&self, problems: &mut Vec<Problem>) {
         if self.generator.model_path.trim().is_empty() {
@@ -288,6 +307,15 @@ impl ServeConfig {
             problems.push(Problem::new(
                 "streaming.session_log_dir",
                 "must not be empty (use null to turn session logs off)".to_owned(),
+            ));
+        }
+        if st.pool.restart_backoff_ms > st.pool.restart_backoff_max_ms {
+            problems.push(Problem::new(
+                "streaming.pool.restart_backoff_ms",
+                format!(
+                    "must not exceed streaming.pool.restart_backoff_max_ms ({} > {})",
+                    st.pool.restart_backoff_ms, st.pool.restart_backoff_max_ms
+                ),
             ));
         }
         if st.service_name.trim().is_empty() {

@@ -151,7 +151,9 @@ pub struct WarmupConfig {
     /// Prompt of the warm-up generation (not blank when enabled).
     pub prompt: String,
     /// Longest the warm-up may take; after it (or as soon as every worker failed its warm-up)
-    /// `/readyz` reports `warmup_failed` (still 503) and an error is logged.
+    /// `/readyz` reports `warmup_failed` (still 503) and an error is logged. With
+    /// `streaming.pool.mode: subprocess` it is also each worker process's limit from start to
+    /// ready (boot plus warm-up, warm-up on or off); a worker past it is killed and reported.
     #[schemars(range(min = 1, max = 86_400))]
     pub timeout_seconds: u64,
 }
@@ -170,9 +172,34 @@ impl Default for WarmupConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolSection {
-    /// Generator workers; null means 1.
+    /// Generator workers; null means one per GPU (`generator.engine.num_gpus`) with
+    /// `generator.device: cuda[:N]`, else 1. Workers are placed one per GPU, round-robin when
+    /// there are more workers than GPUs.
     #[schemars(range(min = 1, max = 1_024))]
     pub num_workers: Option<u32>,
+    /// fv-stream addition: where generators run. `in_process`: worker threads of the server
+    /// process (one model per GPU; on the CPU, workers share one copy). `subprocess`: one
+    /// worker process per worker (the binary re-executed with `worker`), each loading its own
+    /// model on its GPU (`CUDA_VISIBLE_DEVICES`), started and warmed up before it counts as
+    /// ready, restarted after a crash (docs/operations.md, "GPU workers").
+    pub mode: PoolMode,
+    /// fv-stream addition (`subprocess`): wait before restarting a worker process that died;
+    /// doubles with each consecutive failure, up to `restart_backoff_max_ms`.
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub restart_backoff_ms: u64,
+    /// fv-stream addition (`subprocess`): longest wait between restarts; at least
+    /// `restart_backoff_ms`.
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub restart_backoff_max_ms: u64,
+    /// fv-stream addition (`subprocess`): consecutive failures (crashes or failed restarts with
+    /// no successful segment between them) after which a worker stays out of service. A
+    /// worker whose first start fails is never restarted.
+    #[schemars(range(min = 0, max = 1_000))]
+    pub max_restarts: u32,
+    /// fv-stream addition (`subprocess`): at shutdown, time a worker process gets to finish
+    /// its current step and exit before it is killed.
+    #[schemars(range(min = 1, max = 3_600))]
+    pub worker_stop_timeout_seconds: u64,
     /// Re-encode audio.
     #[schemars(extend("x-unused" = true))]
     pub enable_audio_reencode: bool,
@@ -184,22 +211,32 @@ pub struct PoolSection {
     pub conditioning_end_offset: i64,
 }
 
-impl PoolSection {
-    /// Number of workers to start: `num_workers`, or 1 when unset.
-    pub fn workers(&self) -> u32 {
-        self.num_workers.unwrap_or(1)
-    }
-}
-
 impl Default for PoolSection {
     fn default() -> Self {
         Self {
             num_workers: None,
+            mode: PoolMode::InProcess,
+            restart_backoff_ms: 1_000,
+            restart_backoff_max_ms: 60_000,
+            max_restarts: 5,
+            worker_stop_timeout_seconds: 10,
             enable_audio_reencode: true,
             conditioning_num_frames: 9,
             conditioning_end_offset: 0,
         }
     }
+}
+
+/// `streaming.pool.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PoolMode {
+    /// Worker threads in the server process.
+    #[default]
+    #[serde(rename = "in_process")]
+    InProcess,
+    /// One worker process per worker, talking to the server over a Unix socket.
+    #[serde(rename = "subprocess")]
+    Subprocess,
 }
 
 /// `/healthz`'s `service` unless `streaming.service_name` says otherwise.

@@ -33,6 +33,7 @@ fn defaults_pass_every_rule() {
 fn used_keys_are_exactly_the_ones_the_server_reads() {
     let expected = [
         "generator.model_path",
+        "generator.engine.num_gpus",
         "generator.pipeline.preset_overrides",
         "generator.device",
         "generator.dtype",
@@ -54,6 +55,11 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
         "streaming.warmup.prompt",
         "streaming.warmup.timeout_seconds",
         "streaming.pool.num_workers",
+        "streaming.pool.mode",
+        "streaming.pool.restart_backoff_ms",
+        "streaming.pool.restart_backoff_max_ms",
+        "streaming.pool.max_restarts",
+        "streaming.pool.worker_stop_timeout_seconds",
         "streaming.prompt.enabled",
         "streaming.prompt.provider",
         "streaming.prompt.model",
@@ -134,13 +140,14 @@ fn used_keys_are_exactly_the_ones_the_server_reads() {
 
 #[test]
 fn a_set_unused_key_is_reported_as_ignored() {
-    let text = "generator:\n  model_path: m\n  engine:\n    num_gpus: 2\n\
+    let text = "generator:\n  model_path: m\n  engine:\n    num_gpus: 2\n    use_fsdp_inference: true\n\
                 default_request:\n  sampling:\n    guidance_rescale: 0.5\n    seed: 7\n";
     let loaded = ServeConfig::from_yaml_str(text).expect("valid");
+    // `num_gpus` places workers on GPUs; the rest of `engine` is FastVideo's alone.
     assert_eq!(
         loaded.ignored,
         [
-            "generator.engine.num_gpus",
+            "generator.engine.use_fsdp_inference",
             "default_request.sampling.guidance_rescale"
         ]
     );
@@ -275,10 +282,11 @@ fn defaults_match_fastvideo_and_our_additions() {
     assert_eq!(
         (
             st.pool.num_workers,
-            st.pool.workers(),
-            st.pool.conditioning_num_frames
+            c.worker_devices(),
+            st.pool.conditioning_num_frames,
+            st.pool.mode
         ),
-        (None, 1, 9)
+        (None, vec![None], 9, PoolMode::InProcess)
     );
     assert_eq!(
         (
@@ -378,4 +386,85 @@ fn reference_table_lists_every_key_once() {
         ),
         "{table}"
     );
+}
+
+#[test]
+fn workers_go_one_per_gpu_from_the_configured_device() {
+    let devices = |yaml: &str| {
+        let text = format!("generator:\n  model_path: m\n{yaml}");
+        ServeConfig::from_yaml_str(&text)
+            .expect("valid")
+            .config
+            .worker_devices()
+    };
+    // One worker per GPU by default, from the device's ordinal on.
+    assert_eq!(
+        devices("  device: cuda\n  engine:\n    num_gpus: 4\n"),
+        [Some(0), Some(1), Some(2), Some(3)]
+    );
+    assert_eq!(
+        devices("  device: cuda:2\n  engine:\n    num_gpus: 2\n"),
+        [Some(2), Some(3)]
+    );
+    // More workers than GPUs: round-robin. Fewer: the first GPUs.
+    assert_eq!(
+        devices(
+            "  device: cuda\n  engine:\n    num_gpus: 2\nstreaming:\n  pool:\n    num_workers: 5\n"
+        ),
+        [Some(0), Some(1), Some(0), Some(1), Some(0)]
+    );
+    assert_eq!(
+        devices(
+            "  device: cuda:1\n  engine:\n    num_gpus: 3\nstreaming:\n  pool:\n    num_workers: 2\n"
+        ),
+        [Some(1), Some(2)]
+    );
+    // CPU (or no device, the mock): num_workers workers, no device, num_gpus irrelevant.
+    assert_eq!(devices("  engine:\n    num_gpus: 4\n"), [None]);
+    assert_eq!(
+        devices("  device: cpu\nstreaming:\n  pool:\n    num_workers: 3\n"),
+        [None, None, None]
+    );
+}
+
+#[test]
+fn pool_mode_and_restart_keys_load_and_are_checked() {
+    let text = "generator:\n  model_path: m\nstreaming:\n  pool:\n    mode: subprocess\n    \
+                restart_backoff_ms: 250\n    restart_backoff_max_ms: 4000\n    max_restarts: 0\n    \
+                worker_stop_timeout_seconds: 3\n";
+    let loaded = ServeConfig::from_yaml_str(text).expect("valid");
+    let pool = &loaded.config.streaming.pool;
+    assert_eq!(pool.mode, PoolMode::Subprocess);
+    assert_eq!(
+        (
+            pool.restart_backoff_ms,
+            pool.restart_backoff_max_ms,
+            pool.max_restarts,
+            pool.worker_stop_timeout_seconds
+        ),
+        (250, 4000, 0, 3)
+    );
+    assert!(loaded.ignored.is_empty(), "{:?}", loaded.ignored);
+
+    let problems = |yaml: &str| match ServeConfig::from_yaml_str(&format!(
+        "generator:\n  model_path: m\nstreaming:\n  pool:\n{yaml}"
+    )) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    assert_eq!(
+        problems("    mode: threads\n"),
+        ["streaming.pool.mode: expected one of in_process, subprocess, got string \"threads\""]
+    );
+    assert_eq!(
+        problems("    restart_backoff_ms: 5000\n    restart_backoff_max_ms: 1000\n"),
+        [
+            "streaming.pool.restart_backoff_ms: must not exceed streaming.pool.restart_backoff_max_ms (5000 > 1000)"
+        ]
+    );
+    let p = problems(
+        "    restart_backoff_ms: 0\n    worker_stop_timeout_seconds: 0\n    max_restarts: 1001\n",
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p.iter().all(|p| p.starts_with("streaming.pool.")), "{p:?}");
 }

@@ -334,8 +334,8 @@ fn frame_sizes_must_be_even() {
 }
 
 #[test]
-fn num_gpus_must_be_positive() {
-    for bad in [0, -1] {
+fn num_gpus_must_be_positive_and_bounded() {
+    for bad in [0, -1, 1025] {
         let p = problems(load_value(&doc_with(
             "generator.engine.num_gpus",
             json!(bad),
@@ -343,7 +343,7 @@ fn num_gpus_must_be_positive() {
         assert_eq!(
             p,
             [format!(
-                "generator.engine.num_gpus: must be in 1..=9223372036854775807 (got {bad})"
+                "generator.engine.num_gpus: must be in 1..=1024 (got {bad})"
             )]
         );
     }
