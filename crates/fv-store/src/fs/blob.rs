@@ -92,14 +92,7 @@ impl FsBlobStore {
     /// files, then indexes `blobs/`, deleting expired and corrupt (torn) files. Blocking.
     pub fn open(limits: BlobLimits, options: FsOptions) -> Result<Self, StoreError> {
         limits.validate()?;
-        let dir = options.root.join("blobs");
-        let tmp = options.root.join("tmp-blobs");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::io(&format!("create {}", dir.display()), &e))?;
-        let leftovers = record::reset_tmp_dir(&tmp)?;
-        if leftovers > 0 {
-            tracing::info!(count = leftovers, dir = %tmp.display(), "removed unfinished blob writes");
-        }
+        let (dir, tmp) = record::open_dirs(&options.root, "blobs", "blob")?;
         let now = options.clock.now_ms();
         let ttl = ttl_ms(limits.ttl);
         let mut found = Vec::new();

@@ -225,6 +225,25 @@ pub(crate) fn remove(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The directories of one fs store under `root` at open: `root/<name>` for the records
+/// (created if needed) and `root/tmp-<name>` for writes in progress, emptied because anything
+/// left there is a write that never finished (logged as `what`).
+pub(crate) fn open_dirs(
+    root: &Path,
+    name: &str,
+    what: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), StoreError> {
+    let dir = root.join(name);
+    let tmp = root.join(format!("tmp-{name}"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StoreError::io(&format!("create {}", dir.display()), &e))?;
+    let leftovers = reset_tmp_dir(&tmp)?;
+    if leftovers > 0 {
+        tracing::info!(count = leftovers, dir = %tmp.display(), "removed unfinished {what} writes");
+    }
+    Ok((dir, tmp))
+}
+
 /// Creates `dir` (and parents) and empties it of files: used for the temp directory at open,
 /// where anything left over is a write that never finished.
 pub(crate) fn reset_tmp_dir(dir: &Path) -> Result<usize, StoreError> {

@@ -58,14 +58,7 @@ impl FsSessionStore {
     /// files, then indexes `sessions/`, deleting expired and corrupt (torn) files. Blocking.
     pub fn open(limits: SessionLimits, options: FsOptions) -> Result<Self, StoreError> {
         limits.validate()?;
-        let dir = options.root.join("sessions");
-        let tmp = options.root.join("tmp-sessions");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::io(&format!("create {}", dir.display()), &e))?;
-        let leftovers = record::reset_tmp_dir(&tmp)?;
-        if leftovers > 0 {
-            tracing::info!(count = leftovers, dir = %tmp.display(), "removed unfinished state writes");
-        }
+        let (dir, tmp) = record::open_dirs(&options.root, "sessions", "state")?;
         let now = options.clock.now_ms();
         let ttl = ttl_ms(limits.ttl);
         let mut found = Vec::new();
