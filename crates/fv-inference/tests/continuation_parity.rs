@@ -7,37 +7,14 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{fixture, max_abs_diff};
+use common::{Reference, fixture, max_abs_diff};
 use fv_core::{CancelToken, CollectingSink, GenerationRequest, Generator};
 use fv_inference::Ltx2Pipeline;
 use fv_inference::pipeline::{Continuation, PipelineOptions, Refine, SegmentLatents};
-use std::collections::HashMap;
 
 const TOLERANCE: f32 = 1e-4;
 
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    meta: serde_json::Value,
-}
-
 impl Reference {
-    fn load() -> Self {
-        let tensors =
-            candle_core::safetensors::load(fixture("continuation_tiny.safetensors"), &Device::Cpu)
-                .unwrap();
-        let meta = serde_json::from_str(
-            &std::fs::read_to_string(fixture("continuation_tiny.json")).unwrap(),
-        )
-        .unwrap();
-        Self { tensors, meta }
-    }
-
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("fixture has no `{name}`"))
-    }
-
     /// The previous segment as an `ltx2.v1` continuation (its last 9 frames and its audio).
     fn previous(&self) -> Continuation {
         let frames = self.get("previous.frames"); // [9, 96, 64, 3] u8
@@ -109,7 +86,7 @@ fn latents(p: &mut Ltx2Pipeline, r: &GenerationRequest) -> SegmentLatents {
 
 #[test]
 fn a_continued_segment_matches_the_reference() {
-    let reference = Reference::load();
+    let reference = Reference::load("continuation_tiny");
     let mut p = pipeline(false);
     let state = reference.previous();
     let request = reference.request("cond", &state);
@@ -158,7 +135,7 @@ fn a_continued_segment_matches_the_reference() {
 
 #[test]
 fn a_continued_segment_drops_the_repeated_head() {
-    let reference = Reference::load();
+    let reference = Reference::load("continuation_tiny");
     let mut p = pipeline(false);
     let state = reference.previous();
     let request = reference.request("cond", &state);
@@ -182,7 +159,7 @@ fn a_continued_segment_drops_the_repeated_head() {
 
 #[test]
 fn a_two_stage_continued_segment_matches_the_reference() {
-    let reference = Reference::load();
+    let reference = Reference::load("continuation_tiny");
     let mut p = pipeline(true);
     let state = reference.previous();
     let request = reference.request("two_stage", &state);

@@ -7,38 +7,15 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, max_abs_diff};
+use common::{Reference, fixture, max_abs_diff};
 use fv_core::{CancelToken, CollectingSink, GenerationRequest, Generator};
 use fv_inference::Ltx2Pipeline;
 use fv_inference::pipeline::{LatentGrid, PipelineOptions, Stage, StreamLatents};
 use fv_inference::text::CaptionEmbeddings;
-use std::collections::HashMap;
 
 const TOLERANCE: f32 = 1e-4;
 
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    meta: serde_json::Value,
-}
-
 impl Reference {
-    fn load() -> Self {
-        let tensors =
-            candle_core::safetensors::load(fixture("pipeline_av_tiny.safetensors"), &Device::Cpu)
-                .unwrap();
-        let meta = serde_json::from_str(
-            &std::fs::read_to_string(fixture("pipeline_av_tiny.json")).unwrap(),
-        )
-        .unwrap();
-        Self { tensors, meta }
-    }
-
-    fn get(&self, name: &str) -> &Tensor {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("fixture has no `{name}`"))
-    }
-
     fn text_len(&self) -> usize {
         self.meta["request"]["text_len"].as_u64().unwrap() as usize
     }
@@ -113,7 +90,7 @@ fn grid(p: &Ltx2Pipeline, r: &GenerationRequest) -> LatentGrid {
 
 #[test]
 fn whole_pipeline_matches_the_reference_step_by_step() {
-    let reference = Reference::load();
+    let reference = Reference::load("pipeline_av_tiny");
     let p = pipeline(&reference, DType::F32);
     let request = reference.request();
     let grid = grid(&p, &request);
@@ -213,7 +190,7 @@ fn whole_pipeline_matches_the_reference_step_by_step() {
 
 #[test]
 fn generator_gives_the_reference_frames_and_pcm() {
-    let reference = Reference::load();
+    let reference = Reference::load("pipeline_av_tiny");
     let mut p = pipeline(&reference, DType::F32);
     let request = reference.request();
     let mut sink = CollectingSink::default();
@@ -272,7 +249,7 @@ fn generator_gives_the_reference_frames_and_pcm() {
 
 #[test]
 fn bf16_stays_close_to_the_f32_reference() {
-    let reference = Reference::load();
+    let reference = Reference::load("pipeline_av_tiny");
     let p = pipeline(&reference, DType::BF16);
     assert_eq!(p.dtype(), DType::BF16);
     let request = reference.request();

@@ -1,7 +1,8 @@
 //! Helpers shared by the parity tests.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// A file under `tests/fixtures`.
@@ -24,4 +25,30 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A reference fixture: `<stem>.safetensors` (tensors) and `<stem>.json` (the request and
+/// scalars), as the scripts under `scripts/` write them. Test files add their own readers.
+pub struct Reference {
+    pub tensors: HashMap<String, Tensor>,
+    pub meta: serde_json::Value,
+}
+
+impl Reference {
+    pub fn load(stem: &str) -> Self {
+        let tensors =
+            candle_core::safetensors::load(fixture(&format!("{stem}.safetensors")), &Device::Cpu)
+                .unwrap();
+        let meta = serde_json::from_str(
+            &std::fs::read_to_string(fixture(&format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
+        Self { tensors, meta }
+    }
+
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture has no `{name}`"))
+    }
 }
