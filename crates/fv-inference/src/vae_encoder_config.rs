@@ -1,6 +1,7 @@
 //! Configuration of the LTX-2 video VAE encoder and the encoder's rename map.
 
 use crate::vae::PaddingMode;
+use crate::weights::{VaeName, split_vae_name};
 use crate::{InferenceError, Result};
 use serde::{Deserialize, Deserializer};
 
@@ -283,24 +284,10 @@ const SINGLE_FILE_MID_INDEX: usize = 8;
 /// Returns `None` for what an encoder load skips: decoder tensors, unused statistics, other
 /// components, and flat indices past the mid block.
 pub fn canonical_vae_encoder_name(name: &str) -> Option<String> {
-    let (n, original) = match name.strip_prefix("vae.") {
-        Some(rest) => (rest, true),
-        None => (name, false),
+    let rest = match split_vae_name(name, "encoder")? {
+        VaeName::Done(name) => return Some(name),
+        VaeName::Original(rest) => rest,
     };
-    if original {
-        match n {
-            "per_channel_statistics.mean-of-means" => return Some("latents_mean".into()),
-            "per_channel_statistics.std-of-means" => return Some("latents_std".into()),
-            _ => {}
-        }
-    }
-    if n == "latents_mean" || n == "latents_std" {
-        return Some(n.to_string());
-    }
-    let rest = n.strip_prefix("encoder.")?;
-    if !original {
-        return Some(n.to_string());
-    }
     let rest = rest.replace("res_blocks", "resnets");
     let Some(blocks) = rest.strip_prefix("down_blocks.") else {
         return Some(format!("encoder.{rest}"));

@@ -115,6 +115,42 @@ pub fn canonical_transformer_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// What the VAE decoder's and encoder's rename maps share, for one half (`part`: `decoder`
+/// or `encoder`): the latent statistics under both spellings, diffusers names as they are,
+/// and for the single file's `vae.`-prefixed names the rest after `<part>.`, to map further.
+pub(crate) enum VaeName<'a> {
+    /// The canonical name, final.
+    Done(String),
+    /// An original (`vae.`) name of this half: what follows `<part>.`.
+    Original(&'a str),
+}
+
+pub(crate) fn split_vae_name<'a>(name: &'a str, part: &str) -> Option<VaeName<'a>> {
+    let (n, original) = match name.strip_prefix("vae.") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    if original {
+        match n {
+            "per_channel_statistics.mean-of-means" => {
+                return Some(VaeName::Done("latents_mean".into()));
+            }
+            "per_channel_statistics.std-of-means" => {
+                return Some(VaeName::Done("latents_std".into()));
+            }
+            _ => {}
+        }
+    }
+    if n == "latents_mean" || n == "latents_std" {
+        return Some(VaeName::Done(n.to_string()));
+    }
+    let rest = n.strip_prefix(part)?.strip_prefix('.')?;
+    if !original {
+        return Some(VaeName::Done(n.to_string()));
+    }
+    Some(VaeName::Original(rest))
+}
+
 /// Maps a video-VAE tensor name to the diffusers spelling (`decoder.…`, `latents_mean`,
 /// `latents_std`). Accepts diffusers names as they are and the Lightricks single file's
 /// `vae.`-prefixed original names, where the decoder's `up_blocks.K` run mid block,
@@ -124,24 +160,10 @@ pub fn canonical_transformer_name(name: &str) -> Option<String> {
 /// Returns `None` for what a decoder load skips: encoder tensors, unused statistics and
 /// other components' tensors.
 pub fn canonical_vae_name(name: &str) -> Option<String> {
-    let (n, original) = match name.strip_prefix("vae.") {
-        Some(rest) => (rest, true),
-        None => (name, false),
+    let rest = match split_vae_name(name, "decoder")? {
+        VaeName::Done(name) => return Some(name),
+        VaeName::Original(rest) => rest,
     };
-    if original {
-        match n {
-            "per_channel_statistics.mean-of-means" => return Some("latents_mean".into()),
-            "per_channel_statistics.std-of-means" => return Some("latents_std".into()),
-            _ => {}
-        }
-    }
-    if n == "latents_mean" || n == "latents_std" {
-        return Some(n.to_string());
-    }
-    let rest = n.strip_prefix("decoder.")?;
-    if !original {
-        return Some(n.to_string());
-    }
     // Timestep-conditioned decoders name their final embedder and table `last_*` in the
     // original checkpoints (as LTX-Video's did).
     let rest = rest
