@@ -32,7 +32,7 @@ impl std::fmt::Debug for ContinuationStore {
 }
 
 /// What [`ContinuationStore::save`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SaveReport {
     /// Blobs stored for the new snapshot.
     pub blob_ids: Vec<String>,
@@ -40,6 +40,9 @@ pub struct SaveReport {
     pub moved_bytes: usize,
     /// Blobs of the replaced snapshot that were dropped.
     pub dropped_blobs: usize,
+    /// The snapshot as stored: large fields as `{blob_id, …}` references (what
+    /// [`load_raw`](ContinuationStore::load_raw) would read back).
+    pub stored: ContinuationState,
 }
 
 impl ContinuationStore {
@@ -98,7 +101,7 @@ impl ContinuationStore {
             kind: state.kind,
             payload: moved.payload,
         };
-        if let Err(e) = self.sessions.put_state(session_id, stored).await {
+        if let Err(e) = self.sessions.put_state(session_id, stored.clone()).await {
             self.drop_blobs(&moved.blob_ids).await;
             return Err(e);
         }
@@ -116,6 +119,7 @@ impl ContinuationStore {
             blob_ids: moved.blob_ids,
             moved_bytes: moved.moved_bytes,
             dropped_blobs,
+            stored,
         })
     }
 

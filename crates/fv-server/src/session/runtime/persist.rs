@@ -132,25 +132,16 @@ impl Runtime {
         };
         let stores = self.state.stores.clone();
         let saved = match &self.last_state {
+            // The stored form (large fields as blob references) is what snapshots answer.
             Some(state) => stores
                 .continuation
                 .save(&token, state.clone())
                 .await
-                .map(|_| ()),
+                .map(|report| self.snapshot = Some(report.stored)),
             None => stores.continuation.drop_session(&token).await,
         };
-        match saved {
-            Ok(()) if self.last_state.is_some() => {
-                match stores.continuation.load_raw(&token).await {
-                    Ok(Some(stored)) => self.snapshot = Some(stored),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "stored snapshot not read back"),
-                }
-            }
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "continuation snapshot not saved; the session goes on");
-            }
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "continuation snapshot not saved; the session goes on");
         }
         let record = ContinuationState {
             kind: RESUME_RECORD_KIND.to_owned(),
