@@ -104,16 +104,28 @@ impl Runtime {
             return Err(bad("the stream's record is damaged"));
         };
         // The state is best effort: without it the stream goes on, only less continuous.
-        self.last_state = match stores.continuation.load(token).await {
-            Ok(state) => state,
+        // Read once: the stored form is what snapshots answer, its hydrated form what the
+        // generator continues from.
+        let state = async {
+            let Some(stored) = stores.continuation.load_raw(token).await? else {
+                return Ok(None);
+            };
+            let payload =
+                fv_store::payload::hydrate(&stored.payload, stores.continuation.blobs().as_ref())
+                    .await?;
+            let hydrated = ContinuationState {
+                kind: stored.kind.clone(),
+                payload,
+            };
+            Ok::<_, fv_store::StoreError>(Some((stored, hydrated)))
+        };
+        (self.snapshot, self.last_state) = match state.await {
+            Ok(Some((stored, hydrated))) => (Some(stored), Some(hydrated)),
+            Ok(None) => (None, None),
             Err(e) => {
                 tracing::warn!(error = %e, "resumed without the stream's last state");
-                None
+                (None, None)
             }
-        };
-        self.snapshot = match &self.last_state {
-            Some(_) => stores.continuation.load_raw(token).await.ok().flatten(),
-            None => None,
         };
         tracing::info!(segments, "stream resumed");
         Ok(Resumed {
