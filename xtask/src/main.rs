@@ -89,7 +89,9 @@ fn wants_help(args: &[&str]) -> bool {
 
 /// The workspace root (xtask lives one level below it).
 fn root() -> Result<std::path::PathBuf> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    );
     manifest
         .parent()
         .map(std::path::Path::to_path_buf)

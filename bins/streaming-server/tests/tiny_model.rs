@@ -8,11 +8,17 @@ mod common;
 use fv_testkit::decode_fmp4;
 use std::path::Path;
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn repo_root() -> std::path::PathBuf {
+    // The checkout the test runs in (cargo sets it at run time), not the one it was compiled
+    // in: a shared target dir may hold a binary built from another checkout.
+    let manifest = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    );
+    manifest
         .parent()
         .and_then(Path::parent)
         .expect("bins/streaming-server sits two levels below the root")
+        .to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

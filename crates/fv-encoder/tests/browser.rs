@@ -15,7 +15,10 @@ use std::process::{Command, Stdio};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 fn browser_available() -> bool {

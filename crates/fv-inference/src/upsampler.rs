@@ -420,7 +420,11 @@ mod tests {
     /// The fixture's released-structure variant: the upsampler, its input, the reference
     /// output.
     fn fixture_x2() -> (LatentUpsampler, Tensor, Tensor) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures");
         let json: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("upsampler_tiny.json")).unwrap(),
         )

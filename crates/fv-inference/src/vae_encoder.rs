@@ -456,7 +456,11 @@ mod tests {
     use crate::test_util::max_diff;
 
     fn fixture() -> (VideoVaeEncoder, Tensor, Tensor) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures");
         let text = std::fs::read_to_string(dir.join("vae_encoder_tiny.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let cfg = VaeEncoderConfig::from_json(&json["model"].to_string()).unwrap();

@@ -600,7 +600,11 @@ mod tests {
     #[test]
     fn the_final_leaky_relu_slope_matters() {
         use crate::test_util::max_diff;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures");
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("vocoder_tiny.json")).unwrap())
                 .unwrap();

@@ -14,7 +14,6 @@ use fv_inference::{
     canonical_vae_name, canonical_vocoder_name,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 struct Entry {
     diffusers: String,
@@ -31,8 +30,10 @@ struct Manifest {
 }
 
 fn manifest() -> Manifest {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/manifest_ltx2_transformer.json");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures/manifest_ltx2_transformer.json");
     let text = std::fs::read_to_string(path).expect("manifest fixture is committed");
     let json: serde_json::Value = serde_json::from_str(&text).expect("manifest is JSON");
     let entries = json["parameters"]
@@ -177,8 +178,10 @@ fn every_manifest_name_goes_through_the_rename_map() {
 /// statistics as [diffusers name, Lightricks name, shape].
 #[test]
 fn real_size_vae_decoder_expects_exactly_the_reference_tensors() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/manifest_ltx2_vae_decoder.json");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures/manifest_ltx2_vae_decoder.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cfg = VaeConfig::from_json(&json["config"].to_string()).expect("config parses");
@@ -226,9 +229,11 @@ fn component_manifest(
     file: &str,
     rename: fn(&str) -> Option<String>,
 ) -> (serde_json::Value, BTreeMap<String, Vec<usize>>, u64) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(file);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures")
+    .join(file);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut want = BTreeMap::new();
@@ -317,9 +322,11 @@ fn real_size_vocoder_expects_exactly_the_reference_tensors() {
 
 /// The Lightricks names (second column) of a component manifest.
 fn lightricks_names(file: &str) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(file);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures")
+    .join(file);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     json["parameters"]

@@ -13,12 +13,13 @@ use fv_inference::{
     canonical_upsampler_name, canonical_vae_encoder_name,
 };
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 fn load(name: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures")
+    .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).expect("manifest is committed")).unwrap()
 }
 

@@ -4,11 +4,13 @@ use std::path::PathBuf;
 
 fn schema_path() -> PathBuf {
     // The crate sits at crates/fv-protocol; the docs folder is at the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("docs")
-        .join("protocol.schema.json")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+    .join("..")
+    .join("docs")
+    .join("protocol.schema.json")
 }
 
 #[test]

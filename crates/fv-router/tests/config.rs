@@ -4,7 +4,6 @@
 
 use fv_router::config::FileError;
 use fv_router::config::{ConfigError, ReplicaConfig, RouterConfig};
-use std::path::Path;
 
 fn problems(yaml: &str) -> Vec<String> {
     match RouterConfig::from_yaml_str(yaml) {
@@ -25,7 +24,10 @@ const MINIMAL: &str = "router:\n  replicas:\n    - url: http://a:8000\n";
 
 #[test]
 fn the_shipped_config_loads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/router.yaml");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../configs/router.yaml");
     let c = RouterConfig::load(&path).unwrap();
     assert_eq!(c.port, 9000);
     assert_eq!(c.replicas.len(), 2);

@@ -19,7 +19,10 @@ pub const NODE_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// The workspace root (where `tests/browser` lives).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 /// Names every missing prerequisite; empty when the browser can run.

@@ -397,9 +397,12 @@ mod tests {
     use crate::test_util::max_diff;
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures")
+        .join(name)
     }
 
     /// The mistake "valid tokens stay where the left padding put them, registers fill the

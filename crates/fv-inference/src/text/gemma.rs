@@ -376,9 +376,12 @@ mod tests {
     use candle_core::IndexOp;
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures")
+        .join(name)
     }
 
     /// The mistakes "final norm missing" and "final norm on the state before" move the
